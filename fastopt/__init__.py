@@ -1,0 +1,56 @@
+"""fastopt: the update rules of "Deep Learning from Scratch" as Numba kernels.
+
+    from fastopt import Adam
+    optimizer = Adam(lr=0.001)
+    optimizer.update(params, grads)   # dicts of arrays, updated in place
+
+Every rule has a pure NumPy twin in :mod:`fastopt.reference`; the kernels
+reproduce it bit for bit.
+"""
+
+from ._layout import flatten, zeros_like
+from ._warmup import warmup
+from .errors import (
+    AliasingError,
+    DTypeMismatchError,
+    FastoptInputError,
+    HyperparameterError,
+    KeyMismatchError,
+    KeyTypeError,
+    LayoutError,
+    ShapeMismatchError,
+    StateFileError,
+)
+from .optimizer import Optimizer
+from .rules.adagrad import AdaGrad
+from .rules.adam import Adam
+from .rules.adamw import AdamW
+from .rules.momentum import Momentum
+from .rules.nesterov import Nesterov
+from .rules.rmsprop import RMSprop
+from .rules.sgd import SGD
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD",
+    "Momentum",
+    "Nesterov",
+    "AdaGrad",
+    "RMSprop",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "flatten",
+    "zeros_like",
+    "warmup",
+    "FastoptInputError",
+    "KeyMismatchError",
+    "KeyTypeError",
+    "ShapeMismatchError",
+    "DTypeMismatchError",
+    "LayoutError",
+    "AliasingError",
+    "HyperparameterError",
+    "StateFileError",
+]

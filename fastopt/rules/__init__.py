@@ -1,0 +1,1 @@
+"""One module per update rule: equations, hyperparameters, kernel, class."""

@@ -1,0 +1,71 @@
+"""AdamW: Adam with decoupled weight decay.
+
+Equations (``t`` is the step count, 1 at the first update; ``g`` is the raw
+gradient: the decay acts on ``p`` directly)::
+
+    p *= 1 - lr * weight_decay
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    p -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+Defaults: ``lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01``
+(PyTorch's).  State: ``m``, ``v``.
+
+Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
+ICLR 2019, algorithm 2, in the form PyTorch's ``AdamW`` and ``optax.adamw``
+implement: the decay is scaled by ``lr`` (the paper's schedule multiplier
+``eta_t`` is ``lr`` here) and ``eps`` is added to the bias-corrected
+``sqrt(v)``.
+
+Compared with PyTorch ``AdamW(amsgrad=False)``: the same equations in the same
+order.  optax's ``adamw`` applies the decay after the Adam step, not before,
+which differs by a term of order ``lr**2 * weight_decay``.
+"""
+
+from math import sqrt
+
+from numba import prange
+
+from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
+from .._jit import kernel
+from ..optimizer import Optimizer
+
+
+class AdamWHyperparameters(Hyperparameters):
+    lr = Hyperparameter(0.001, non_negative, "learning rate")
+    beta1 = Hyperparameter(0.9, unit_interval, "decay of the gradient average m")
+    beta2 = Hyperparameter(0.999, unit_interval, "decay of the squared-gradient average v")
+    eps = Hyperparameter(1e-8, positive, "added to the bias-corrected sqrt(v)")
+    weight_decay = Hyperparameter(0.01, non_negative, "decoupled decay coefficient")
+
+
+@kernel
+def adamw_kernel(
+    p, g, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, sqrt_bias2, eps
+):
+    for i in prange(p.size):
+        gi = g[i]
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * decay - step_size * mi / (sqrt(vi) / sqrt_bias2 + eps)
+
+
+class AdamW(AdamWHyperparameters, Optimizer):
+    __doc__ = __doc__
+    state_names = ("m", "v")
+    kernel = adamw_kernel
+
+    def step_scalars(self, t):
+        b1, b2 = self.beta1, self.beta2
+        return (
+            1.0 - self.lr * self.weight_decay,
+            b1,
+            1.0 - b1,
+            b2,
+            1.0 - b2,
+            self.lr / (1.0 - b1**t),
+            sqrt(1.0 - b2**t),
+            self.eps,
+        )
