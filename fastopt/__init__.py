@@ -8,6 +8,7 @@ Every rule has a pure NumPy twin in :mod:`fastopt.reference`; the kernels
 reproduce it bit for bit.
 """
 
+from . import reference
 from ._layout import flatten, zeros_like
 from ._warmup import warmup
 from .errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Optimizer",
+    "reference",
     "flatten",
     "zeros_like",
     "warmup",

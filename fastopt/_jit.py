@@ -27,11 +27,21 @@ qualified name.
 
 from __future__ import annotations
 
+import os
 import types
 from dataclasses import dataclass
 from typing import Callable
 
-import numba
+# OpenMP worker threads spin after each parallel region by default.  In a
+# book-style training loop the next thing to run is NumPy's BLAS, whose own
+# threads then fight the spinning ones for the cores: on a 2-core machine that
+# made the optimizer steps of a small network 5x slower in total.  Sleeping
+# workers cost a few microseconds of wake-up per parallel call instead, which
+# the size cut-off (PARALLEL_MIN_SIZE) already accounts for.  A value the user
+# set wins; it must be in place before Numba first loads its OpenMP layer.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
 
 NUMBA_FLAGS = dict(nogil=True, error_model="numpy", fastmath=False)
 
@@ -82,3 +92,8 @@ def kernel(py_func: Callable) -> Kernel:
         serial=_jit(py_func, parallel=False),
         parallel=_jit(_renamed_copy(py_func, "_parallel"), parallel=True),
     )
+
+
+def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a small serial helper that the Python facade calls (never a kernel)."""
+    return _jit(py_func, parallel=False)

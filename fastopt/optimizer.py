@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _checkpoint
 from ._hyper import Hyperparameters
-from ._jit import Kernel
+from ._jit import Kernel, helper
 from ._layout import Kind, Layout, check_key, describe
 from .errors import (
     AliasingError,
@@ -72,8 +72,8 @@ class Optimizer(Hyperparameters):
         self._layout: Layout | None = None
         self._state_flat: dict[str, np.ndarray] = {}
         self._state_slices: dict[str, list[np.ndarray]] = {}
-        self._memo_arrays: tuple = ()
-        self._memo_arena: tuple | None = None
+        self._param_memo: _ParamMemo | None = None
+        self._grad_memo: _ParamMemo | None = None
 
     # -- what a rule provides -------------------------------------------------
 
@@ -187,26 +187,33 @@ class Optimizer(Hyperparameters):
         return step
 
     def _check_aliasing_and_find_arena(self, step: _Step, param_arrays, grad_arrays) -> None:
-        # Memory addresses of a live array never change, and every property that
-        # could change its extent (shape, dtype, strides) was re-checked above,
-        # so the result for the same array objects can be reused.  The memo
-        # holds references, so an id cannot be recycled while it is kept.
-        arrays = tuple(a for _, a in param_arrays) + tuple(a for _, a in grad_arrays)
-        memo = self._memo_arrays
-        if len(memo) == len(arrays) and all(a is b for a, b in zip(arrays, memo)) and len(arrays):
-            arena = self._memo_arena
+        # A live array's address never changes, and everything that could
+        # change its extent (shape, dtype, contiguity) was re-checked above, so
+        # facts about the same param objects are reused between steps.  The
+        # memo holds references, so an id cannot be recycled while it is kept.
+        memo = self._param_memo
+        if memo is not None and memo.matches(param_arrays):
+            owned = memo.owned
         else:
-            _check_aliasing(param_arrays, grad_arrays, self._state_flat)
-            arena = _find_arena(param_arrays, grad_arrays, step.layout)
-            self._memo_arrays, self._memo_arena = arrays, arena
-        if arena is not None and all(_usable_arena(b, step.layout) for b in arena):
-            step.arena = arena
+            owned = _OwnedMemory(param_arrays, self._state_flat)
+            self._param_memo = memo = _ParamMemo(param_arrays, owned, _arena_of(param_arrays, step.layout))
+        owned.check_grads(grad_arrays)
+        if memo.arena is None or not _usable_arena(memo.arena, step.layout):
+            return
+        grad_memo = self._grad_memo
+        if grad_memo is not None and grad_memo.matches(grad_arrays):
+            grad_arena = grad_memo.arena
+        else:
+            grad_arena = _arena_of(grad_arrays, step.layout)
+            self._grad_memo = _ParamMemo(grad_arrays, None, grad_arena)
+        if grad_arena is not None and _usable_arena(grad_arena, step.layout):
+            step.arena = (memo.arena, grad_arena)
 
     def _allocate_state(self, layout: Layout) -> None:
         self._layout = layout
         self._state_flat = {n: np.zeros(layout.total, layout.dtype) for n in self.state_names}
         self._state_slices = {n: layout.slices(b) for n, b in self._state_flat.items()}
-        self._memo_arrays, self._memo_arena = (), None
+        self._param_memo = self._grad_memo = None
 
     # -- inspection -------------------------------------------------------------
 
@@ -287,67 +294,92 @@ def _check_keys(params: Mapping, grads: Mapping, layout: Layout | None) -> None:
         )
 
 
+@helper
+def _address(a):
+    return a.ctypes.data
+
+
 def _extent(a: np.ndarray) -> tuple[int, int]:
     """Byte range [lo, hi) an array can touch."""
     if a.flags.c_contiguous:
-        lo = a.__array_interface__["data"][0]
+        lo = _address(a.ravel()) if a.size else 0
         return lo, lo + a.nbytes
     lo, hi = np.lib.array_utils.byte_bounds(a)
     return lo, hi
 
 
-def _check_aliasing(param_arrays, grad_arrays, state_flat) -> None:
-    seen = {}
-    for key, p in param_arrays:
-        other = seen.setdefault(id(p), key)
-        if other != key:
-            raise AliasingError(
-                f"params[{other!r}] and params[{key!r}] are the same array; "
-                "it would be updated twice per step"
-            )
-    if len(param_arrays) == 1 and len(grad_arrays) == 1 and not state_flat:
-        (pk, p), (gk, g) = param_arrays[0], grad_arrays[0]
-        if np.shares_memory(p, g):
-            raise AliasingError(f"grads[{gk!r}] shares memory with params[{pk!r}]")
-        return
-    # Params are C-contiguous, so their byte ranges are exact: sort them with
-    # the state buffers and look for overlaps, then find each grad's range.
-    owned = [(*_extent(p), f"params[{key!r}]", p) for key, p in param_arrays if p.size]
-    owned += [(*_extent(b), f"the optimizer's {n!r} state", b) for n, b in state_flat.items() if b.size]
-    owned.sort(key=lambda r: r[0])
-    for (lo0, hi0, name0, _), (lo1, hi1, name1, _) in zip(owned, owned[1:]):
-        if lo1 < hi0:
-            raise AliasingError(f"{name0} and {name1} share memory")
-    his = [r[1] for r in owned]
-    for key, g in grad_arrays:
-        if not g.size:
-            continue
-        lo, hi = _extent(g)
-        j = bisect.bisect_right(his, lo)
-        while j < len(owned) and owned[j][0] < hi:
-            if g.flags.c_contiguous or np.shares_memory(g, owned[j][3]):
-                raise AliasingError(f"grads[{key!r}] shares memory with {owned[j][2]}")
-            j += 1
+class _OwnedMemory:
+    """The byte ranges an update writes: every param array and state buffer.
+
+    Raises AliasingError if any two overlap (one array under two keys, views
+    sharing memory); :meth:`check_grads` then rejects a grad inside any of them.
+    """
+
+    def __init__(self, param_arrays, state_flat):
+        seen = {}
+        for key, p in param_arrays:
+            other = seen.setdefault(id(p), key)
+            if other != key:
+                raise AliasingError(
+                    f"params[{other!r}] and params[{key!r}] are the same array; "
+                    "it would be updated twice per step"
+                )
+        # Params are C-contiguous, so their byte ranges are exact.
+        ranges = [(*_extent(p), f"params[{key!r}]", p) for key, p in param_arrays if p.size]
+        ranges += [
+            (*_extent(b), f"the optimizer's {n!r} state", b) for n, b in state_flat.items() if b.size
+        ]
+        ranges.sort(key=lambda r: r[0])
+        for (_, hi0, name0, _), (lo1, _, name1, _) in zip(ranges, ranges[1:]):
+            if lo1 < hi0:
+                raise AliasingError(f"{name0} and {name1} share memory")
+        self.ranges = ranges
+        self.ends = [r[1] for r in ranges]
+
+    def check_grads(self, grad_arrays) -> None:
+        ranges, ends = self.ranges, self.ends
+        for key, g in grad_arrays:
+            if not g.size:
+                continue
+            lo, hi = _extent(g)
+            j = bisect.bisect_right(ends, lo)
+            while j < len(ranges) and ranges[j][0] < hi:
+                # A strided grad's extent can straddle a param it never touches.
+                if g.flags.c_contiguous or np.shares_memory(g, ranges[j][3]):
+                    raise AliasingError(f"grads[{key!r}] shares memory with {ranges[j][2]}")
+                j += 1
 
 
-def _find_arena(param_arrays, grad_arrays, layout: Layout):
-    """(params buffer, grads buffer) when both dicts tile one buffer each."""
-    if len(param_arrays) != len(layout.keys) or len(grad_arrays) != len(layout.keys):
+class _ParamMemo:
+    """Facts about one tuple of array objects, valid while they are the same objects."""
+
+    def __init__(self, keyed_arrays, owned, arena):
+        self.arrays = tuple(a for _, a in keyed_arrays)
+        self.owned = owned
+        self.arena = arena
+
+    def matches(self, keyed_arrays) -> bool:
+        arrays = self.arrays
+        return len(arrays) == len(keyed_arrays) and all(
+            a is b for a, (_, b) in zip(arrays, keyed_arrays)
+        )
+
+
+def _arena_of(keyed_arrays, layout: Layout):
+    """The buffer that ``keyed_arrays`` tile exactly in layout order, or None."""
+    if not keyed_arrays or len(keyed_arrays) != len(layout.keys):
         return None
-    buffers = []
-    for arrays in (param_arrays, grad_arrays):
-        base = arrays[0][1].base
-        if base is None or not isinstance(base, np.ndarray) or not _usable_arena(base, layout):
+    base = keyed_arrays[0][1].base
+    if not isinstance(base, np.ndarray) or not _usable_arena(base, layout):
+        return None
+    start = _address(base)
+    itemsize = layout.dtype.itemsize
+    for (_, a), offset in zip(keyed_arrays, layout.offsets):
+        if a.base is not base:
             return None
-        start = base.__array_interface__["data"][0]
-        itemsize = layout.dtype.itemsize
-        for (key, a), offset in zip(arrays, layout.offsets):
-            if a.base is not base:
-                return None
-            if a.size and a.__array_interface__["data"][0] - start != offset * itemsize:
-                return None
-        buffers.append(base)
-    return tuple(buffers)
+        if a.size and _extent(a)[0] - start != offset * itemsize:
+            return None
+    return base
 
 
 def _usable_arena(buffer: np.ndarray, layout: Layout) -> bool:
