@@ -261,10 +261,14 @@ class Optimizer(Hyperparameters):
         """Read a file written by :meth:`save` (checked) and restore it."""
         _checkpoint.load(self, path)
 
-    def _restore(self, layout: Layout, step_count: int, hyperparameters: dict, flat: dict) -> None:
+    def _restore(self, layout: Layout | None, step_count: int, hyperparameters: dict, flat: dict) -> None:
         """Install a validated state.  Only _checkpoint calls this."""
         self.__dict__.update(hyperparameters)
-        self._allocate_state(layout)
+        if layout is None:
+            self._layout, self._state_flat, self._state_slices = None, {}, {}
+            self._param_memo = self._grad_memo = None
+        else:
+            self._allocate_state(layout)
         for name, buffer in flat.items():
             self._state_flat[name][...] = buffer
         self.step_count = step_count

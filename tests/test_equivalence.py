@@ -169,3 +169,25 @@ def test_changing_hyperparameters_between_steps_matches_and_never_recompiles(rul
     for dispatcher in rule.kernel.variants():
         f32 = [sig for sig in dispatcher.signatures if str(sig[0].dtype) == "float32"]
         assert len(f32) == 1, f"{dispatcher.__name__} compiled {len(f32)} float32 signatures: {f32}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("rule, kwargs", rule_configs())
+def test_interpreted_kernel_body_matches_reference(rule, kwargs, dtype):
+    # The same loop run by the Python interpreter (as under NUMBA_DISABLE_JIT=1):
+    # coverage sees the kernel bodies, and the arithmetic must still be exact,
+    # which holds only if every operation keeps the param dtype.
+    from fastopt._jit import Kernel
+
+    py_func = rule.kernel.py_func
+    rng = np.random.default_rng(13)
+    params = make_params("several", dtype, rng)
+    fast, ref = rule.fast(**kwargs), rule.reference(**kwargs)
+    fast.kernel = Kernel(py_func, py_func, py_func)
+    fast_params, ref_params = copy_params(params), copy_params(params)
+    for _ in range(20):
+        grads = random_grads(params, rng)
+        fast.update(fast_params, grads)
+        ref.update(ref_params, grads)
+    assert_same(fast_params, ref_params)
+    assert_same_state(fast, ref)

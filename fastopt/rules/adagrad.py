@@ -22,8 +22,7 @@ Compared with PyTorch ``Adagrad``: the same update with
 square root.
 """
 
-from math import sqrt
-
+import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive
@@ -45,7 +44,7 @@ def adagrad_kernel(p, g, h, lr, eps, weight_decay):
             gi = gi + weight_decay * p[i]
         hi = h[i] + gi * gi
         h[i] = hi
-        p[i] = p[i] - lr * gi / (sqrt(hi) + eps)
+        p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
 
 
 class AdaGrad(AdaGradHyperparameters, Optimizer):

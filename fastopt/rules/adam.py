@@ -28,6 +28,7 @@ that dtype.
 
 from math import sqrt
 
+import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
@@ -53,7 +54,7 @@ def adam_kernel(p, g, m, v, lr_t, one_minus_beta1, one_minus_beta2, eps, weight_
         vi = v[i] + one_minus_beta2 * (gi * gi - v[i])
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] - lr_t * mi / (sqrt(vi) + eps)
+        p[i] = p[i] - lr_t * mi / (np.sqrt(vi) + eps)
 
 
 class Adam(AdamHyperparameters, Optimizer):

@@ -24,6 +24,7 @@ which differs by a term of order ``lr**2 * weight_decay``.
 
 from math import sqrt
 
+import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
@@ -49,7 +50,7 @@ def adamw_kernel(
         vi = beta2 * v[i] + one_minus_beta2 * gi * gi
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] * decay - step_size * mi / (sqrt(vi) / sqrt_bias2 + eps)
+        p[i] = p[i] * decay - step_size * mi / (np.sqrt(vi) / sqrt_bias2 + eps)
 
 
 class AdamW(AdamWHyperparameters, Optimizer):

@@ -16,8 +16,7 @@ Compared with PyTorch ``RMSprop(alpha=decay_rate)``: the same update
 ``rmsprop`` puts ``eps`` inside the square root.
 """
 
-from math import sqrt
-
+import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
@@ -40,7 +39,7 @@ def rmsprop_kernel(p, g, h, lr, decay_rate, one_minus_decay_rate, eps, weight_de
             gi = gi + weight_decay * p[i]
         hi = decay_rate * h[i] + one_minus_decay_rate * gi * gi
         h[i] = hi
-        p[i] = p[i] - lr * gi / (sqrt(hi) + eps)
+        p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
 
 
 class RMSprop(RMSpropHyperparameters, Optimizer):

@@ -1,0 +1,238 @@
+"""What ``update(params, grads)`` promises about the dicts it is given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt._jit import Kernel
+from fastopt.book import Affine
+from fastopt.registry import RULES
+
+from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, random_grads
+
+rules = pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+
+
+class CountingKernel:
+    """Wraps a rule's kernel to record which variant ran on how many elements."""
+
+    def __init__(self, kernel: Kernel):
+        self.calls = []
+        self.kernel = Kernel(kernel.py_func, self._wrap("serial", kernel.serial), self._wrap("parallel", kernel.parallel))
+
+    def _wrap(self, name, dispatcher):
+        def call(p, *args):
+            self.calls.append((name, p.size))
+            return dispatcher(p, *args)
+
+        return call
+
+
+def count_calls(opt):
+    counter = CountingKernel(type(opt).kernel)
+    opt.kernel = counter.kernel
+    return counter
+
+
+@rules
+def test_arrays_are_updated_in_place_and_layers_see_it(rule):
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    params = {"W": W, "b": b}
+    layer = Affine(params["W"], params["b"])
+    before = W.copy()
+    opt = rule.fast(lr=0.1)
+    opt.update(params, {"W": np.ones((4, 3)), "b": np.ones(3)})
+    assert params["W"] is W and params["b"] is b
+    assert layer.W is W and not np.array_equal(layer.W, before)
+
+
+@rules
+def test_python_floats_are_written_back_as_python_floats(rule):
+    params = {"x": -7.0, "y": 2.0}
+    opt, ref = rule.fast(lr=0.1), rule.reference(lr=0.1)
+    ref_params = dict(params)
+    for _ in range(3):
+        grads = {"x": params["x"] / 10.0, "y": 2.0 * params["y"]}
+        opt.update(params, grads)
+        ref.update(ref_params, {"x": ref_params["x"] / 10.0, "y": 2.0 * ref_params["y"]})
+    assert type(params["x"]) is float and type(params["y"]) is float
+    assert params["x"] != -7.0
+    assert_same(params, ref_params)
+    assert_same_state(opt, ref)
+
+
+@pytest.mark.parametrize("scalar_type", [np.float32, np.float64])
+@rules
+def test_numpy_scalars_keep_their_type(rule, scalar_type):
+    params = {"w": scalar_type(1.5)}
+    opt = rule.fast(lr=0.1)
+    opt.update(params, {"w": scalar_type(0.25)})
+    assert type(params["w"]) is scalar_type
+    assert params["w"] != scalar_type(1.5)
+
+
+@rules
+def test_zero_d_arrays_are_updated_in_place(rule):
+    w = np.array(1.5)
+    params = {"w": w}
+    rule.fast(lr=0.1).update(params, {"w": np.array(0.5)})
+    assert params["w"] is w and w.shape == () and float(w) != 1.5
+
+
+def test_book_2d_example_runs_unchanged():
+    # optimizer_compare_naive.py from the book, with fastopt swapped in.
+    def df(x, y):
+        return x / 10.0, 2.0 * y
+
+    for rule, lr in [("SGD", 0.95), ("Momentum", 0.1), ("AdaGrad", 1.5), ("Adam", 0.3)]:
+        histories = []
+        for module in (fastopt, fastopt.reference):
+            optimizer = getattr(module, rule)(lr=lr)
+            params, grads = {"x": -7.0, "y": 2.0}, {"x": 0, "y": 0}
+            x_history, y_history = [], []
+            for _ in range(30):
+                x_history.append(params["x"])
+                y_history.append(params["y"])
+                grads["x"], grads["y"] = df(params["x"], params["y"])
+                optimizer.update(params, grads)
+            histories.append((x_history, y_history))
+        assert histories[0] == histories[1], rule
+        assert abs(histories[0][0][-1]) < 7.0, rule  # it moved towards the minimum
+
+
+@rules
+def test_state_is_one_flat_buffer_per_name_with_a_view_per_key(rule):
+    params = {"W": np.ones((3, 2), np.float32), "b": np.ones(2, np.float32), "s": np.float32(1)}
+    opt = rule.fast()
+    assert opt.layout is None and all(v == {} for v in opt.state.values())
+    opt.update(params, {k: np.ones_like(v) if isinstance(v, np.ndarray) else np.float32(1) for k, v in params.items()})
+    assert opt.layout.keys == ("W", "b", "s")
+    assert opt.layout.shapes == ((3, 2), (2,), ())
+    assert opt.layout.dtype == np.float32
+    for name in rule.fast.state_names:
+        views = opt.state[name]
+        assert views["W"].shape == (3, 2) and views["s"].shape == ()
+        assert views["W"].base is views["b"].base is views["s"].base
+        assert views["W"].base.size == 3 * 2 + 2 + 1
+
+
+@rules
+def test_arena_update_is_one_kernel_call(rule):
+    rng = np.random.default_rng(1)
+    params = fastopt.flatten({"W1": rng.standard_normal((5, 4)), "b1": np.zeros(4), "W2": rng.standard_normal((4, 2))})
+    grads = fastopt.zeros_like(params)
+    opt = rule.fast()
+    counter = count_calls(opt)
+    for _ in range(3):
+        for g in grads.values():
+            g[...] = rng.standard_normal(g.shape)
+        opt.update(params, grads)
+    assert counter.calls == [("serial", 5 * 4 + 4 + 4 * 2)] * 3
+
+
+@rules
+def test_plain_dict_update_is_one_kernel_call_per_key(rule):
+    params = {"W1": np.ones((5, 4)), "b1": np.zeros(4), "W2": np.ones((4, 2))}
+    grads = {k: np.full_like(v, 0.5) for k, v in params.items()}
+    opt = rule.fast()
+    counter = count_calls(opt)
+    opt.update(params, grads)
+    assert sorted(n for _, n in counter.calls) == [4, 8, 20]
+
+
+def test_arena_with_fresh_grads_dict_falls_back_to_per_key_calls():
+    params = fastopt.flatten({"a": np.ones(3), "b": np.ones(2)})
+    opt = fastopt.Adam()
+    counter = count_calls(opt)
+    opt.update(params, {"a": np.ones(3), "b": np.ones(2)})
+    assert len(counter.calls) == 2
+
+
+def test_parallel_variant_is_picked_by_size():
+    opt = fastopt.Adam()
+    counter = count_calls(opt)
+    opt.parallel_min_size = 10
+    opt.update({"small": np.ones(9), "big": np.ones(10)}, {"small": np.ones(9), "big": np.ones(10)})
+    assert counter.calls == [("serial", 9), ("parallel", 10)]
+
+
+@rules
+def test_non_contiguous_and_read_only_grads_are_accepted(rule):
+    rng = np.random.default_rng(2)
+    params = {"W": rng.standard_normal((4, 3))}
+    ref_params = copy_params(params)
+    opt, ref = rule.fast(), rule.reference()
+    for _ in range(3):
+        g = rng.standard_normal((3, 4)).T  # F-ordered view
+        frozen = rng.standard_normal((4, 3))
+        frozen.flags.writeable = False
+        for grads in ({"W": g}, {"W": frozen}):
+            opt.update(params, grads)
+            ref.update(ref_params, grads)
+    assert_same(params, ref_params)
+    assert_same_state(opt, ref)
+
+
+def test_flatten_copies_values_into_views_of_one_buffer():
+    original = {"W": np.arange(6.0).reshape(2, 3), "b": np.array([7.0]), "s": 2.5}
+    flat = fastopt.flatten(original)
+    assert list(flat) == ["W", "b", "s"]
+    assert flat["W"].base is flat["b"].base is flat["s"].base
+    assert flat["W"].base.shape == (8,)
+    assert flat["s"].shape == () and float(flat["s"]) == 2.5
+    assert np.array_equal(flat["W"], original["W"]) and flat["W"] is not original["W"]
+    flat["W"][0, 0] = 99.0
+    assert original["W"][0, 0] == 0.0
+
+
+def test_flatten_dtype_conversion_and_mixed_dtypes():
+    mixed = {"a": np.ones(2, np.float32), "b": np.ones(2)}
+    with pytest.raises(fastopt.DTypeMismatchError, match="dtype="):
+        fastopt.flatten(mixed)
+    flat = fastopt.flatten(mixed, dtype=np.float32)
+    assert all(v.dtype == np.float32 for v in flat.values())
+    grads = fastopt.zeros_like(flat)
+    assert grads.keys() == flat.keys() and grads["a"].base is grads["b"].base
+    assert not np.shares_memory(grads["a"].base, flat["a"].base)
+    assert all(not g.any() for g in grads.values())
+
+
+@rules
+def test_step_count_counts_updates(rule):
+    opt = rule.fast()
+    params = {"w": np.ones(2)}
+    for i in range(4):
+        opt.update(params, {"w": np.ones(2)})
+    assert opt.step_count == 4
+
+
+@rules
+def test_signature_and_defaults_match_the_design_table(rule):
+    import inspect
+
+    expected = {
+        "SGD": {"lr": 0.01, "weight_decay": 0.0},
+        "Momentum": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0},
+        "Nesterov": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0},
+        "AdaGrad": {"lr": 0.01, "eps": 1e-7, "weight_decay": 0.0},
+        "RMSprop": {"lr": 0.01, "decay_rate": 0.99, "eps": 1e-7, "weight_decay": 0.0},
+        "Adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "weight_decay": 0.0},
+        "AdamW": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
+    }[rule.name]
+    for cls in (rule.fast, rule.reference):
+        sig = inspect.signature(cls)
+        assert {n: p.default for n, p in sig.parameters.items()} == expected
+        assert cls().hyperparameters() == expected
+    assert rule.fast.__doc__ and "Reference" in rule.fast.__doc__
+
+
+def test_positional_hyperparameters_follow_the_constructor_order():
+    opt = fastopt.Adam(0.01, 0.8)
+    assert (opt.lr, opt.beta1, opt.beta2) == (0.01, 0.8, 0.999)
+    with pytest.raises(TypeError, match="Adam"):
+        fastopt.Adam(0.01, 0.8, 0.9, 1e-8, 0.0, 1.0)
+    with pytest.raises(TypeError, match="momentum"):
+        fastopt.Adam(momentum=0.9)
