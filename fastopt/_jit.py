@@ -85,6 +85,26 @@ class Kernel:
         return (self.serial, self.parallel)
 
 
+def bound_call(dispatcher, args: tuple):
+    """The cheapest callable that runs ``dispatcher(*args)`` for these exact objects.
+
+    A Numba dispatcher works out the argument types on every call (about
+    150 ns for a kernel's five arrays, most of a small update's budget).  Once
+    it has compiled for ``args``, the compiled entry point can be called
+    directly.  The entry point does not check types, so this is only for
+    argument objects whose types cannot change: the facade's own 1-D views and
+    buffers, which it re-validates through their owners on every call.
+    Falls back to the dispatcher when Numba does not expose the overload.
+    """
+    try:
+        signature = tuple(dispatcher.typeof_pyval(a) for a in args)
+        dispatcher.compile(signature)  # or load it from the cache; runs nothing
+        entry_point = dispatcher.overloads[signature].entry_point
+    except (AttributeError, KeyError):
+        return dispatcher
+    return entry_point if callable(entry_point) else dispatcher
+
+
 def kernel(py_func: Callable) -> Kernel:
     """Compile ``py_func`` (a ``prange`` loop) as a serial and a parallel kernel."""
     return Kernel(

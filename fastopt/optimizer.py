@@ -18,6 +18,7 @@ One ``update(params, grads)`` is:
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import _checkpoint
 from ._hyper import Hyperparameters
-from ._jit import Kernel, helper
+from ._jit import Kernel, bound_call, helper
 from ._layout import Kind, Layout, check_key, describe
 from .errors import (
     AliasingError,
@@ -52,19 +53,73 @@ class _Step:
     grad_views: list = field(default_factory=list)
     writeback: list = field(default_factory=list)  # (key, index, kind)
     arena: tuple | None = None  # (param buffer, grad buffer)
+    #: (key, param, grad) of every array entry: what a repeat call must match.
+    arrays: list = field(default_factory=list)
+    per_call_copies: bool = False
+
+
+class _Plan:
+    """The kernel calls of one validated update, ready to replay.
+
+    A training loop passes the same param arrays (and, when it fills its grads
+    in place, the same grad arrays) every step.  For such a repeat call,
+    :meth:`matches` re-checks only what can change on a live array - which
+    object sits under each key, its shape, dtype, writability and contiguity -
+    and the update replays the prepared calls.  Any difference sends the call
+    through full validation instead, which raises the proper error.
+    """
+
+    __slots__ = ("calls", "writeback", "entries", "dtype", "threshold", "n", "arena")
+
+    def __init__(self, calls, step: _Step, threshold: int):
+        self.calls = calls
+        self.writeback = [(key, step.param_views[i], kind) for key, i, kind in step.writeback]
+        self.entries = [(k, p, g, p.shape) for k, p, g in step.arrays]
+        self.dtype = step.layout.dtype
+        self.threshold = threshold
+        self.n = len(step.layout.keys)
+        self.arena = step.arena
+
+    def matches(self, params, grads, threshold: int) -> bool:
+        if threshold != self.threshold or len(params) != self.n or len(grads) != self.n:
+            return False
+        dtype = self.dtype
+        for key, p, g, shape in self.entries:
+            try:
+                if params[key] is not p or grads[key] is not g:
+                    return False
+            except KeyError:
+                return False
+            if p.shape != shape or g.shape != shape or p.dtype is not dtype or g.dtype is not dtype:
+                return False
+            flags = p.flags
+            if not (flags.writeable and flags.c_contiguous and g.flags.c_contiguous):
+                return False
+        if self.arena is not None:
+            p_buffer, g_buffer = self.arena
+            if not (p_buffer.flags.writeable and p_buffer.dtype is dtype and g_buffer.dtype is dtype):
+                return False
+        return True
 
 
 class Optimizer(Hyperparameters):
     """Base of every rule: owns the layout, the flat state and the step count.
 
     A rule subclass provides its hyperparameters, ``state_names``, ``kernel``
-    (a :class:`~fastopt._jit.Kernel` taking ``p, g, *state, *scalars``) and
-    ``step_scalars(t)``.
+    (a :class:`~fastopt._jit.Kernel` taking ``p, g, *state, scalars``, where
+    ``scalars`` is a small array in the param dtype), ``constant_scalars(hp)``
+    and, when some scalars depend on the step count, ``n_step_scalars`` and
+    ``step_scalars(hp, t)``.  The kernel finds the step scalars first in
+    ``scalars``, then the constant ones.
     """
 
     state_names: tuple[str, ...] = ()
     kernel: Kernel
     parallel_min_size: int = PARALLEL_MIN_SIZE
+    #: How many leading kernel scalars step_scalars(hp, t) recomputes every
+    #: step; the rest come from constant_scalars(hp), recomputed only after a
+    #: hyperparameter changes.
+    n_step_scalars: int = 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -72,37 +127,91 @@ class Optimizer(Hyperparameters):
         self._layout: Layout | None = None
         self._state_flat: dict[str, np.ndarray] = {}
         self._state_slices: dict[str, list[np.ndarray]] = {}
+        self._scalars = np.zeros(0)
+        self._step_format = self._constant_format = ""
+        self._scalars_version = -1
+        self._plan: _Plan | None = None
         self._param_memo: _ParamMemo | None = None
         self._grad_memo: _ParamMemo | None = None
 
     # -- what a rule provides -------------------------------------------------
 
-    def step_scalars(self, t: int) -> tuple[float, ...]:
-        """The kernel's scalar arguments for step ``t``, as Python floats."""
+    def constant_scalars(self, hp) -> tuple[float, ...]:
+        """The kernel scalars that depend only on the hyperparameters.
+
+        Python floats, in kernel order; ``hp`` holds the current
+        hyperparameters as plain attributes.
+        """
         raise NotImplementedError
+
+    def step_scalars(self, hp, t: int) -> tuple[float, ...]:
+        """The ``n_step_scalars`` kernel scalars of step ``t`` (Python floats)."""
+        return ()
 
     # -- the step ---------------------------------------------------------------
 
     def update(self, params, grads) -> None:
         """Apply one step of the rule to ``params`` in place."""
+        plan = self._plan
+        if (
+            plan is None
+            or not isinstance(params, dict)
+            or not isinstance(grads, dict)
+            or not plan.matches(params, grads, self.parallel_min_size)
+        ):
+            plan = self._prepare(params, grads)
+        # From here on nothing can fail: the step is applied whole.
+        t = self.step_count + 1
+        if self._scalars_version != self.hyperparameter_version:
+            self._write_scalars(self._constant_format, self.constant_scalars(self.hp))
+            self._scalars_version = self.hyperparameter_version
+        if self.n_step_scalars:
+            self._write_scalars(self._step_format, self.step_scalars(self.hp, t))
+        for fn, args in plan.calls:
+            fn(*args)
+        self.step_count = t
+        for key, view, kind in plan.writeback:
+            value = view[0]
+            params[key] = value.item() if kind is Kind.PYTHON_FLOAT else value
+
+    def _prepare(self, params, grads) -> "_Plan":
+        """Validate a call that does not repeat the last one; plan its kernel calls."""
         step = self._validate(params, grads)
         if self._layout is None:
             self._allocate_state(step.layout)
-        t = self.step_count + 1
-        cast = step.layout.dtype.type
-        scalars = tuple(cast(s) for s in self.step_scalars(t))
+        plan = _Plan(self._calls(step), step, self.parallel_min_size)
+        # A plan holding per-call copies (scalar params, copied grads) cannot
+        # be replayed.
+        self._plan = None if (step.writeback or step.per_call_copies) else plan
+        return plan
+
+    def _write_scalars(self, fmt: str, values: tuple) -> None:
+        try:
+            # struct rounds a Python float to float32 exactly as
+            # np.float32(x) does (one C cast), several times faster than
+            # assigning through NumPy.
+            struct.pack_into(fmt, self._scalars, 0, *values)
+        except OverflowError:
+            # ... but refuses finite values beyond float32's range, which
+            # NumPy rounds to inf: let NumPy do those.
+            start = 0 if fmt is self._step_format else self.n_step_scalars
+            with np.errstate(over="ignore"):
+                self._scalars[start : start + len(values)] = values
+
+    def _calls(self, step: _Step) -> list:
+        """(kernel variant, arguments) for each kernel call of this step."""
+        s = self._scalars
         if step.arena is not None:
             p, g = step.arena
             state = [self._state_flat[n] for n in self.state_names]
-            self._pick(p.size)(p, g, *state, *scalars)
+            segments = [(p, g, *state, s)]
         else:
             slices = [self._state_slices[n] for n in self.state_names]
-            for i, (p, g) in enumerate(zip(step.param_views, step.grad_views)):
-                self._pick(p.size)(p, g, *[s[i] for s in slices], *scalars)
-        self.step_count = t
-        for key, i, kind in step.writeback:
-            value = step.param_views[i][0]
-            params[key] = value.item() if kind is Kind.PYTHON_FLOAT else value
+            segments = [
+                (p, g, *[views[i] for views in slices], s)
+                for i, (p, g) in enumerate(zip(step.param_views, step.grad_views))
+            ]
+        return [(bound_call(self._pick(args[0].size), args), args) for args in segments]
 
     def _pick(self, size: int):
         if size >= self.parallel_min_size:
@@ -170,6 +279,8 @@ class Optimizer(Hyperparameters):
                     raise LayoutError(f"params[{key!r}]: the array is read-only")
                 step.param_views.append(p.ravel())
                 param_arrays.append((key, p))
+                if g_kind is Kind.ARRAY:
+                    step.arrays.append((key, p, g))
             else:
                 step.param_views.append(np.array([p], dtype=p_dtype))
                 step.writeback.append((key, i, p_kind))
@@ -177,9 +288,11 @@ class Optimizer(Hyperparameters):
                 grad_arrays.append((key, g))
                 if not g.flags.c_contiguous:
                     g = np.ascontiguousarray(g)
+                    step.per_call_copies = True
                 step.grad_views.append(g.ravel())
             else:
                 step.grad_views.append(np.array([g], dtype=g_dtype))
+                step.per_call_copies = True
 
         if layout is None:
             step.layout = Layout.from_shapes(keys, shapes, step_dtype or np.float64)
@@ -211,6 +324,15 @@ class Optimizer(Hyperparameters):
 
     def _allocate_state(self, layout: Layout) -> None:
         self._layout = layout
+        n_step, n_constant = self.n_step_scalars, len(self.constant_scalars(self.hp))
+        self._scalars = np.zeros(n_step + n_constant, layout.dtype)
+        # "=": native byte order, no padding; the constants follow the step
+        # scalars, so their format starts with n_step pad bytes' worth of skip.
+        char, size = layout.dtype.char, layout.dtype.itemsize
+        self._step_format = f"={n_step}{char}"
+        self._constant_format = f"={n_step * size}x{n_constant}{char}"
+        self._scalars_version = -1
+        self._plan = None
         self._state_flat = {n: np.zeros(layout.total, layout.dtype) for n in self.state_names}
         self._state_slices = {n: layout.slices(b) for n, b in self._state_flat.items()}
         self._param_memo = self._grad_memo = None
@@ -264,9 +386,11 @@ class Optimizer(Hyperparameters):
     def _restore(self, layout: Layout | None, step_count: int, hyperparameters: dict, flat: dict) -> None:
         """Install a validated state.  Only _checkpoint calls this."""
         self.__dict__.update(hyperparameters)
+        self.hp.__dict__.update(hyperparameters)
+        self.hyperparameter_version += 1
         if layout is None:
             self._layout, self._state_flat, self._state_slices = None, {}, {}
-            self._param_memo = self._grad_memo = None
+            self._param_memo = self._grad_memo = self._plan = None
         else:
             self._allocate_state(layout)
         for name, buffer in flat.items():

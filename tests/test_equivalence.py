@@ -191,3 +191,19 @@ def test_interpreted_kernel_body_matches_reference(rule, kwargs, dtype):
         ref.update(ref_params, grads)
     assert_same(fast_params, ref_params)
     assert_same_state(fast, ref)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_scalars_beyond_float32_range_round_to_inf_like_numpy(rule):
+    # A finite Python float above float32's range must become inf in the
+    # kernel's scalars exactly as np.float32(x) makes it in the reference.
+    params = {"w": np.linspace(-1, 1, 7).astype(np.float32)}
+    fast, ref = rule.fast(lr=1e39), rule.reference(lr=1e39)
+    fp, rp = copy_params(params), copy_params(params)
+    grads = {"w": np.linspace(-0.5, 0.5, 7).astype(np.float32)}
+    with np.errstate(all="ignore"):
+        for _ in range(2):
+            fast.update(fp, grads)
+            ref.update(rp, grads)
+    assert_same(fp, rp)
+    assert_same_state(fast, ref)

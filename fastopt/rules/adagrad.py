@@ -37,7 +37,8 @@ class AdaGradHyperparameters(Hyperparameters):
 
 
 @kernel
-def adagrad_kernel(p, g, h, lr, eps, weight_decay):
+def adagrad_kernel(p, g, h, s):
+    lr, eps, weight_decay = s[0], s[1], s[2]
     for i in prange(p.size):
         gi = g[i]
         if weight_decay != 0:
@@ -52,5 +53,5 @@ class AdaGrad(AdaGradHyperparameters, Optimizer):
     state_names = ("h",)
     kernel = adagrad_kernel
 
-    def step_scalars(self, t):
-        return (self.lr, self.eps, self.weight_decay)
+    def constant_scalars(self, hp):
+        return (hp.lr, hp.eps, hp.weight_decay)

@@ -45,7 +45,8 @@ class AdamHyperparameters(Hyperparameters):
 
 
 @kernel
-def adam_kernel(p, g, m, v, lr_t, one_minus_beta1, one_minus_beta2, eps, weight_decay):
+def adam_kernel(p, g, m, v, s):
+    lr_t, one_minus_beta1, one_minus_beta2, eps, weight_decay = s[0], s[1], s[2], s[3], s[4]
     for i in prange(p.size):
         gi = g[i]
         if weight_decay != 0:
@@ -60,8 +61,11 @@ def adam_kernel(p, g, m, v, lr_t, one_minus_beta1, one_minus_beta2, eps, weight_
 class Adam(AdamHyperparameters, Optimizer):
     __doc__ = __doc__
     state_names = ("m", "v")
+    n_step_scalars = 1
     kernel = adam_kernel
 
-    def step_scalars(self, t):
-        lr_t = self.lr * sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-        return (lr_t, 1.0 - self.beta1, 1.0 - self.beta2, self.eps, self.weight_decay)
+    def step_scalars(self, hp, t):
+        return (hp.lr * sqrt(1.0 - hp.beta2**t) / (1.0 - hp.beta1**t),)
+
+    def constant_scalars(self, hp):
+        return (1.0 - hp.beta1, 1.0 - hp.beta2, hp.eps, hp.weight_decay)

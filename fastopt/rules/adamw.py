@@ -41,9 +41,9 @@ class AdamWHyperparameters(Hyperparameters):
 
 
 @kernel
-def adamw_kernel(
-    p, g, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, sqrt_bias2, eps
-):
+def adamw_kernel(p, g, m, v, s):
+    step_size, sqrt_bias2 = s[0], s[1]
+    decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = s[2], s[3], s[4], s[5], s[6], s[7]
     for i in prange(p.size):
         gi = g[i]
         mi = beta1 * m[i] + one_minus_beta1 * gi
@@ -56,17 +56,12 @@ def adamw_kernel(
 class AdamW(AdamWHyperparameters, Optimizer):
     __doc__ = __doc__
     state_names = ("m", "v")
+    n_step_scalars = 2
     kernel = adamw_kernel
 
-    def step_scalars(self, t):
-        b1, b2 = self.beta1, self.beta2
-        return (
-            1.0 - self.lr * self.weight_decay,
-            b1,
-            1.0 - b1,
-            b2,
-            1.0 - b2,
-            self.lr / (1.0 - b1**t),
-            sqrt(1.0 - b2**t),
-            self.eps,
-        )
+    def step_scalars(self, hp, t):
+        return (hp.lr / (1.0 - hp.beta1**t), sqrt(1.0 - hp.beta2**t))
+
+    def constant_scalars(self, hp):
+        b1, b2 = hp.beta1, hp.beta2
+        return (1.0 - hp.lr * hp.weight_decay, b1, 1.0 - b1, b2, 1.0 - b2, hp.eps)

@@ -32,7 +32,8 @@ class MomentumHyperparameters(Hyperparameters):
 
 
 @kernel
-def momentum_kernel(p, g, v, lr, momentum, weight_decay):
+def momentum_kernel(p, g, v, s):
+    lr, momentum, weight_decay = s[0], s[1], s[2]
     for i in prange(p.size):
         gi = g[i]
         if weight_decay != 0:
@@ -47,5 +48,5 @@ class Momentum(MomentumHyperparameters, Optimizer):
     state_names = ("v",)
     kernel = momentum_kernel
 
-    def step_scalars(self, t):
-        return (self.lr, self.momentum, self.weight_decay)
+    def constant_scalars(self, hp):
+        return (hp.lr, hp.momentum, hp.weight_decay)

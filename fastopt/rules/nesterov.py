@@ -36,7 +36,8 @@ class NesterovHyperparameters(Hyperparameters):
 
 
 @kernel
-def nesterov_kernel(p, g, v, lr, momentum, momentum_sq, one_plus_momentum_lr, weight_decay):
+def nesterov_kernel(p, g, v, s):
+    lr, momentum, momentum_sq, one_plus_momentum_lr, weight_decay = s[0], s[1], s[2], s[3], s[4]
     for i in prange(p.size):
         gi = g[i]
         if weight_decay != 0:
@@ -51,6 +52,6 @@ class Nesterov(NesterovHyperparameters, Optimizer):
     state_names = ("v",)
     kernel = nesterov_kernel
 
-    def step_scalars(self, t):
-        m = self.momentum
-        return (self.lr, m, m * m, (1.0 + m) * self.lr, self.weight_decay)
+    def constant_scalars(self, hp):
+        m = hp.momentum
+        return (hp.lr, m, m * m, (1.0 + m) * hp.lr, hp.weight_decay)

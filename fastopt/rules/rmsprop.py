@@ -32,7 +32,8 @@ class RMSpropHyperparameters(Hyperparameters):
 
 
 @kernel
-def rmsprop_kernel(p, g, h, lr, decay_rate, one_minus_decay_rate, eps, weight_decay):
+def rmsprop_kernel(p, g, h, s):
+    lr, decay_rate, one_minus_decay_rate, eps, weight_decay = s[0], s[1], s[2], s[3], s[4]
     for i in prange(p.size):
         gi = g[i]
         if weight_decay != 0:
@@ -47,5 +48,5 @@ class RMSprop(RMSpropHyperparameters, Optimizer):
     state_names = ("h",)
     kernel = rmsprop_kernel
 
-    def step_scalars(self, t):
-        return (self.lr, self.decay_rate, 1.0 - self.decay_rate, self.eps, self.weight_decay)
+    def constant_scalars(self, hp):
+        return (hp.lr, hp.decay_rate, 1.0 - hp.decay_rate, hp.eps, hp.weight_decay)

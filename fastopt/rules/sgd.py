@@ -25,7 +25,8 @@ class SGDHyperparameters(Hyperparameters):
 
 
 @kernel
-def sgd_kernel(p, g, lr, weight_decay):
+def sgd_kernel(p, g, s):
+    lr, weight_decay = s[0], s[1]
     for i in prange(p.size):
         gi = g[i]
         if weight_decay != 0:
@@ -39,5 +40,5 @@ class SGD(SGDHyperparameters, Optimizer):
     kernel = sgd_kernel
     parallel_min_size = 100_000
 
-    def step_scalars(self, t):
-        return (self.lr, self.weight_decay)
+    def constant_scalars(self, hp):
+        return (hp.lr, hp.weight_decay)
