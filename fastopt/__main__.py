@@ -1,4 +1,8 @@
-"""Command line: ``python -m fastopt`` runs the side-by-side training demo."""
+"""Command line.
+
+``python -m fastopt`` runs the side-by-side training demo;
+``python -m fastopt bench`` runs the benchmark (``--help`` for its options).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,16 @@ import sys
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench
+
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m fastopt",
         description="Train a book-style network with fastopt and the NumPy reference, "
-        "check the results are bit-identical, and time the optimizer steps.",
+        "check the results are bit-identical, and time the optimizer steps. "
+        "'python -m fastopt bench --help' describes the benchmark.",
     )
     parser.add_argument("--iterations", type=int, default=300, help="training steps per rule (300)")
     args = parser.parse_args(argv)
