@@ -18,7 +18,6 @@ One ``update(params, grads)`` is:
 from __future__ import annotations
 
 import bisect
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -63,25 +62,29 @@ class _Plan:
 
     A training loop passes the same param arrays (and, when it fills its grads
     in place, the same grad arrays) every step.  For such a repeat call,
-    :meth:`matches` re-checks only what can change on a live array - which
-    object sits under each key, its shape, dtype, writability and contiguity -
-    and the update replays the prepared calls.  Any difference sends the call
+    :meth:`matches` re-checks what can change on a live array - which object
+    sits under each key, its shape, its dtype, whether it is writable - and
+    the update replays the prepared calls.  Any difference sends the call
     through full validation instead, which raises the proper error.
+
+    Contiguity is not re-checked: on a live array only the deprecated
+    ``ndarray.strides`` setter can change it (``resize`` refuses while the
+    plan's views exist), and even then the prepared views cover exactly the
+    memory the array was validated with.
     """
 
-    __slots__ = ("calls", "writeback", "entries", "dtype", "threshold", "n", "arena")
+    __slots__ = ("calls", "writeback", "entries", "dtype", "n", "arena")
 
-    def __init__(self, calls, step: _Step, threshold: int):
+    def __init__(self, calls, step: _Step):
         self.calls = calls
         self.writeback = [(key, step.param_views[i], kind) for key, i, kind in step.writeback]
         self.entries = [(k, p, g, p.shape) for k, p, g in step.arrays]
         self.dtype = step.layout.dtype
-        self.threshold = threshold
         self.n = len(step.layout.keys)
         self.arena = step.arena
 
-    def matches(self, params, grads, threshold: int) -> bool:
-        if threshold != self.threshold or len(params) != self.n or len(grads) != self.n:
+    def matches(self, params, grads) -> bool:
+        if len(params) != self.n or len(grads) != self.n:
             return False
         dtype = self.dtype
         for key, p, g, shape in self.entries:
@@ -92,8 +95,7 @@ class _Plan:
                 return False
             if p.shape != shape or g.shape != shape or p.dtype is not dtype or g.dtype is not dtype:
                 return False
-            flags = p.flags
-            if not (flags.writeable and flags.c_contiguous and g.flags.c_contiguous):
+            if not p.flags.writeable:
                 return False
         if self.arena is not None:
             p_buffer, g_buffer = self.arena
@@ -115,7 +117,8 @@ class Optimizer(Hyperparameters):
 
     state_names: tuple[str, ...] = ()
     kernel: Kernel
-    parallel_min_size: int = PARALLEL_MIN_SIZE
+    #: Kernel calls on at least this many elements use the parallel variant.
+    default_parallel_min_size: int = PARALLEL_MIN_SIZE
     #: How many leading kernel scalars step_scalars(hp, t) recomputes every
     #: step; the rest come from constant_scalars(hp), recomputed only after a
     #: hyperparameter changes.
@@ -124,11 +127,12 @@ class Optimizer(Hyperparameters):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.step_count = 0
+        self._parallel_min_size = self.default_parallel_min_size
         self._layout: Layout | None = None
         self._state_flat: dict[str, np.ndarray] = {}
         self._state_slices: dict[str, list[np.ndarray]] = {}
         self._scalars = np.zeros(0)
-        self._step_format = self._constant_format = ""
+        self._scalar_view = memoryview(self._scalars)
         self._scalars_version = -1
         self._plan: _Plan | None = None
         self._param_memo: _ParamMemo | None = None
@@ -157,46 +161,40 @@ class Optimizer(Hyperparameters):
             plan is None
             or not isinstance(params, dict)
             or not isinstance(grads, dict)
-            or not plan.matches(params, grads, self.parallel_min_size)
+            or not plan.matches(params, grads)
         ):
             plan = self._prepare(params, grads)
         # From here on nothing can fail: the step is applied whole.
         t = self.step_count + 1
+        # Assigning a Python float to an item of a float32 memoryview is one
+        # C cast: it rounds exactly as np.float32(x) does (beyond float32's
+        # range to inf), at a fraction of the cost of going through NumPy.
+        scalars = self._scalar_view
         if self._scalars_version != self.hyperparameter_version:
-            self._write_scalars(self._constant_format, self.constant_scalars(self.hp))
+            for i, value in enumerate(self.constant_scalars(self.hp), self.n_step_scalars):
+                scalars[i] = value
             self._scalars_version = self.hyperparameter_version
         if self.n_step_scalars:
-            self._write_scalars(self._step_format, self.step_scalars(self.hp, t))
+            for i, value in enumerate(self.step_scalars(self.hp, t)):
+                scalars[i] = value
         for fn, args in plan.calls:
             fn(*args)
         self.step_count = t
-        for key, view, kind in plan.writeback:
-            value = view[0]
-            params[key] = value.item() if kind is Kind.PYTHON_FLOAT else value
+        if plan.writeback:
+            for key, view, kind in plan.writeback:
+                value = view[0]
+                params[key] = value.item() if kind is Kind.PYTHON_FLOAT else value
 
     def _prepare(self, params, grads) -> "_Plan":
         """Validate a call that does not repeat the last one; plan its kernel calls."""
         step = self._validate(params, grads)
         if self._layout is None:
             self._allocate_state(step.layout)
-        plan = _Plan(self._calls(step), step, self.parallel_min_size)
+        plan = _Plan(self._calls(step), step)
         # A plan holding per-call copies (scalar params, copied grads) cannot
         # be replayed.
         self._plan = None if (step.writeback or step.per_call_copies) else plan
         return plan
-
-    def _write_scalars(self, fmt: str, values: tuple) -> None:
-        try:
-            # struct rounds a Python float to float32 exactly as
-            # np.float32(x) does (one C cast), several times faster than
-            # assigning through NumPy.
-            struct.pack_into(fmt, self._scalars, 0, *values)
-        except OverflowError:
-            # ... but refuses finite values beyond float32's range, which
-            # NumPy rounds to inf: let NumPy do those.
-            start = 0 if fmt is self._step_format else self.n_step_scalars
-            with np.errstate(over="ignore"):
-                self._scalars[start : start + len(values)] = values
 
     def _calls(self, step: _Step) -> list:
         """(kernel variant, arguments) for each kernel call of this step."""
@@ -213,8 +211,24 @@ class Optimizer(Hyperparameters):
             ]
         return [(bound_call(self._pick(args[0].size), args), args) for args in segments]
 
+    @property
+    def parallel_min_size(self) -> int:
+        """Kernel calls on at least this many elements run the parallel kernel.
+
+        0 makes every call parallel; a huge value, none.  Defaults to the
+        rule's ``default_parallel_min_size``.
+        """
+        return self._parallel_min_size
+
+    @parallel_min_size.setter
+    def parallel_min_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"parallel_min_size: expected an int >= 0, got {value!r}")
+        self._parallel_min_size = value
+        self._plan = None  # its calls picked variants by the old value
+
     def _pick(self, size: int):
-        if size >= self.parallel_min_size:
+        if size >= self._parallel_min_size:
             return self.kernel.parallel
         return self.kernel.serial
 
@@ -324,13 +338,9 @@ class Optimizer(Hyperparameters):
 
     def _allocate_state(self, layout: Layout) -> None:
         self._layout = layout
-        n_step, n_constant = self.n_step_scalars, len(self.constant_scalars(self.hp))
-        self._scalars = np.zeros(n_step + n_constant, layout.dtype)
-        # "=": native byte order, no padding; the constants follow the step
-        # scalars, so their format starts with n_step pad bytes' worth of skip.
-        char, size = layout.dtype.char, layout.dtype.itemsize
-        self._step_format = f"={n_step}{char}"
-        self._constant_format = f"={n_step * size}x{n_constant}{char}"
+        n_scalars = self.n_step_scalars + len(self.constant_scalars(self.hp))
+        self._scalars = np.zeros(n_scalars, layout.dtype)
+        self._scalar_view = memoryview(self._scalars)
         self._scalars_version = -1
         self._plan = None
         self._state_flat = {n: np.zeros(layout.total, layout.dtype) for n in self.state_names}

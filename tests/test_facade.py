@@ -236,3 +236,86 @@ def test_positional_hyperparameters_follow_the_constructor_order():
         fastopt.Adam(0.01, 0.8, 0.9, 1e-8, 0.0, 1.0)
     with pytest.raises(TypeError, match="momentum"):
         fastopt.Adam(momentum=0.9)
+
+
+@rules
+def test_replayed_steps_with_reused_grads_follow_hyperparameter_changes(rule):
+    # Reusing the same grad arrays (filled in place) makes every call after the
+    # first a replay of the validated plan; it must see every change.
+    rng = np.random.default_rng(4)
+    params = {"W": rng.standard_normal((6, 5)), "b": rng.standard_normal(5)}
+    ref_params = copy_params(params)
+    grads = {k: np.empty_like(v) for k, v in params.items()}
+    opt, ref = rule.fast(), rule.reference()
+    for i in range(40):
+        for k in grads:
+            grads[k][...] = rng.standard_normal(grads[k].shape)
+        if i % 7 == 3:
+            for o in (opt, ref):
+                o.lr = 0.001 * (i + 1)
+        if i % 5 == 2:
+            opt.parallel_min_size = SERIAL if opt.parallel_min_size == PARALLEL else PARALLEL
+        opt.update(params, grads)
+        ref.update(ref_params, grads)
+    assert_same(params, ref_params)
+    assert_same_state(opt, ref)
+
+
+def _replaying_optimizer():
+    params = {"W": np.ones((3, 4), np.float32), "b": np.ones(4, np.float32)}
+    grads = {k: np.full_like(v, 0.5) for k, v in params.items()}
+    opt = fastopt.Adam()
+    opt.update(params, grads)
+    opt.update(params, grads)
+    assert opt._plan is not None  # the next identical call replays
+    return opt, params, grads
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda p, g: setattr(g["b"], "shape", (2, 2)), fastopt.ShapeMismatchError),
+        (lambda p, g: setattr(p["W"], "shape", (4, 3)), fastopt.ShapeMismatchError),
+        (lambda p, g: setattr(p["b"], "dtype", np.int32), fastopt.DTypeMismatchError),
+        (lambda p, g: setattr(g["W"], "dtype", np.int32), fastopt.DTypeMismatchError),
+        (lambda p, g: p["b"].flags.__setattr__("writeable", False), fastopt.LayoutError),
+        (lambda p, g: g.__setitem__("b", p["b"]), fastopt.AliasingError),
+        (lambda p, g: g.__setitem__("extra", np.ones(1, np.float32)), fastopt.KeyMismatchError),
+        (lambda p, g: p.__setitem__("W", np.ones((3, 4))), fastopt.DTypeMismatchError),
+    ],
+    ids=["grad reshaped", "param reshaped", "param dtype", "grad dtype", "read-only",
+         "grad aliases param", "extra key", "param replaced"],
+)
+def test_in_place_changes_to_replayed_arrays_are_caught(change, error):
+    opt, params, grads = _replaying_optimizer()
+    before = opt.state_dict()
+    change(params, grads)
+    with pytest.raises(error):
+        opt.update(params, grads)
+    assert opt.step_count == before["step"]
+    for name in before["state"]:
+        assert_same(opt.state[name], before["state"][name])
+
+
+def test_parallel_min_size_is_validated():
+    opt = fastopt.SGD()
+    assert opt.parallel_min_size == 100_000 and fastopt.Adam().parallel_min_size == 30_000
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="parallel_min_size"):
+            opt.parallel_min_size = bad
+
+
+def test_memoryview_float32_assignment_rounds_like_numpy():
+    # The facade writes per-step scalars through a float32 memoryview; this
+    # pins that the interpreter's cast rounds exactly as np.float32 does,
+    # beyond float32's range included.
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-1, 1, 20000) * 10.0 ** rng.uniform(-50, 40, 20000)
+    values = np.concatenate([values, [0.0, -0.0, 1e-46, -1e-46, 3.4028235e38, 3.4028236e38, 1e39, -1e39]])
+    buffer = np.zeros(1, np.float32)
+    view = memoryview(buffer)
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float32)
+    for x, e in zip(values.tolist(), expected):
+        view[0] = x
+        assert buffer.tobytes() == e.tobytes(), x

@@ -38,7 +38,7 @@ class SGD(SGDHyperparameters, Optimizer):
     __doc__ = __doc__
     state_names = ()
     kernel = sgd_kernel
-    parallel_min_size = 100_000
+    default_parallel_min_size = 100_000
 
     def constant_scalars(self, hp):
         return (hp.lr, hp.weight_decay)
