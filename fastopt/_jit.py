@@ -1,8 +1,14 @@
 """The one place that decides how fastopt compiles its kernels.
 
-Every rule kernel is a plain loop over flat 1-D arrays written with
-``numba.prange``.  :func:`kernel` compiles it twice: a serial variant (``prange``
-acts as ``range``) and a ``parallel=True`` variant, and the facade picks one by
+Every rule kernel runs one whole update in one call.  It takes a *segment
+table* - one row per contiguous run of elements: its length, then the
+addresses of that run in the params, the grads and each state buffer - and
+loops over the rows with ``numba.prange``, and over each row's elements with
+a plain loop.  A dict of a dozen arrays, an arena, or one array are all one
+call: no per-key dispatch, threads shared across keys, and nothing a
+``KeyboardInterrupt`` can split (the kernel also advances the step counter).
+:func:`kernel` compiles each such function twice: a serial variant (``prange``
+acts as ``range``) and a ``parallel=True`` variant; the facade picks one by
 size.
 
 The flags and why:
@@ -19,14 +25,17 @@ The flags and why:
 * ``cache=True`` only where Numba finds a writable cache directory; otherwise
   the kernels compile in memory and ``import fastopt`` still works.
 
-Numba's cache index does not record the ``parallel`` flag, so two dispatchers
-built from one Python function would overwrite each other's cache entries.  The
-parallel variant is therefore compiled from a copy of the function with its own
-qualified name.
+Numba's cache index does not record the ``parallel`` flag, and it notices
+edits to a kernel's own file only - not to helpers such as :func:`array_at`
+in this one.  So each variant is compiled from a copy of the function whose
+qualified name carries the variant and a digest of this file: a changed
+helper means new cache entries, never stale machine code.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import os
 import types
 from dataclasses import dataclass
@@ -45,6 +54,12 @@ from typing import Callable
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import types as nbtypes  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic, overload  # noqa: E402
+
+_HELPERS_DIGEST = hashlib.sha256(open(__file__, "rb").read()).hexdigest()[:10]
 
 NUMBA_FLAGS = dict(nogil=True, error_model="numpy", fastmath=False)
 
@@ -112,9 +127,47 @@ def kernel(py_func: Callable) -> Kernel:
     """Compile ``py_func`` (a ``prange`` loop) as a serial and a parallel kernel."""
     return Kernel(
         py_func=py_func,
-        serial=_jit(py_func, parallel=False),
-        parallel=_jit(_renamed_copy(py_func, "_parallel"), parallel=True),
+        serial=_jit(_renamed_copy(py_func, f"_serial_{_HELPERS_DIGEST}"), parallel=False),
+        parallel=_jit(_renamed_copy(py_func, f"_parallel_{_HELPERS_DIGEST}"), parallel=True),
     )
+
+
+# -- segment tables -------------------------------------------------------------
+
+#: Column 0 of a segment table is the run's length; then one address per array.
+LENGTH = 0
+
+
+def array_at(address, size, like):
+    """The ``size`` elements of ``like``'s dtype at ``address``, as a 1-D array.
+
+    No copy and no ownership: the caller keeps the memory alive.  This Python
+    version serves the interpreter (tests run the kernel bodies uncompiled);
+    compiled kernels use the overload below.
+    """
+    ctype = np.ctypeslib.as_ctypes_type(like.dtype)
+    return np.ctypeslib.as_array(ctypes.cast(int(address), ctypes.POINTER(ctype)), (int(size),))
+
+
+@intrinsic
+def _void_pointer(typingctx, address):
+    if not isinstance(address, nbtypes.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return nbtypes.voidptr(address), codegen
+
+
+@overload(array_at)
+def _array_at(address, size, like):
+    dtype = like.dtype
+
+    def impl(address, size, like):
+        return numba.carray(_void_pointer(address), size, dtype)
+
+    return impl
 
 
 def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:

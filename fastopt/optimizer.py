@@ -1,4 +1,4 @@
-"""The ``Optimizer`` facade: dicts in, one kernel call per flat segment.
+"""The ``Optimizer`` facade: dicts in, one kernel call per update.
 
 One ``update(params, grads)`` is:
 
@@ -6,13 +6,18 @@ One ``update(params, grads)`` is:
    aliasing) without writing anything;
 2. on the first update, fix the :class:`~fastopt._layout.Layout` and allocate
    one flat zeroed buffer per state name;
-3. compute this step's scalars in Python floats and round them to the param
-   dtype;
-4. call the rule's kernel once for the whole arena (when params and grads are
-   :func:`~fastopt.flatten` arenas) or once per key on 1-D views;
-5. write the new values of Python-float and NumPy-scalar params back into the
+3. build the segment table (see :mod:`fastopt._jit`): each key's run of
+   elements in the params, grads and state, cut into one equal share per
+   thread;
+4. compute this step's scalars in Python floats, rounded to the param dtype;
+5. call the rule's kernel once: it updates every key and advances the step
+   counter, so an interrupt never leaves a step half-applied;
+6. write the new values of Python-float and NumPy-scalar params back into the
    params dict (arrays were updated in place, so layers that hold them see the
    new values).
+
+Steps 1 and 3 are done once and replayed while the caller keeps passing the
+same arrays (see :class:`_Plan`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from . import _checkpoint
@@ -35,11 +41,11 @@ from .errors import (
     ShapeMismatchError,
 )
 
-#: Default size (elements in one kernel call) from which the parallel kernel
-#: is used.  Measured on a 2-core machine: below ~3e4 elements an Adam-class
-#: step is faster serial (a parallel launch costs a few microseconds); SGD,
-#: with less work per element, breaks even later.  Override per instance with
-#: ``opt.parallel_min_size = n`` (0: always parallel; a huge value: never).
+#: Default size (elements in one update) from which the parallel kernel is
+#: used.  Measured on a 2-core machine (``python -m fastopt bench``): below
+#: ~3e4 elements an Adam-class step is faster serial, as a parallel launch
+#: costs a few microseconds; SGD, with less work per element, breaks even
+#: later.  Override per instance with ``opt.parallel_min_size = n``.
 PARALLEL_MIN_SIZE = 30_000
 
 
@@ -51,37 +57,40 @@ class _Step:
     param_views: list = field(default_factory=list)  # 1-D, layout key order
     grad_views: list = field(default_factory=list)
     writeback: list = field(default_factory=list)  # (key, index, kind)
-    arena: tuple | None = None  # (param buffer, grad buffer)
     #: (key, param, grad) of every array entry: what a repeat call must match.
     arrays: list = field(default_factory=list)
     per_call_copies: bool = False
 
 
 class _Plan:
-    """The kernel calls of one validated update, ready to replay.
+    """One validated update, ready to replay.
 
     A training loop passes the same param arrays (and, when it fills its grads
     in place, the same grad arrays) every step.  For such a repeat call,
     :meth:`matches` re-checks what can change on a live array - which object
     sits under each key, its shape, its dtype, whether it is writable - and
-    the update replays the prepared calls.  Any difference sends the call
-    through full validation instead, which raises the proper error.
+    the update replays the prepared kernel call.  Any difference sends the
+    call through full validation instead, which raises the proper error.
 
     Contiguity is not re-checked: on a live array only the deprecated
     ``ndarray.strides`` setter can change it (``resize`` refuses while the
-    plan's views exist), and even then the prepared views cover exactly the
+    plan's views exist), and even then the segment table covers exactly the
     memory the array was validated with.
+
+    The plan holds every array whose address is in its table, so the memory
+    stays valid as long as the plan exists.
     """
 
-    __slots__ = ("calls", "writeback", "entries", "dtype", "n", "arena")
+    __slots__ = ("call", "table", "keepalive", "writeback", "entries", "dtype", "n")
 
-    def __init__(self, calls, step: _Step):
-        self.calls = calls
+    def __init__(self, call, table, step: _Step):
+        self.call = call
+        self.table = table
+        self.keepalive = (step.param_views, step.grad_views)
         self.writeback = [(key, step.param_views[i], kind) for key, i, kind in step.writeback]
         self.entries = [(k, p, g, p.shape) for k, p, g in step.arrays]
         self.dtype = step.layout.dtype
         self.n = len(step.layout.keys)
-        self.arena = step.arena
 
     def matches(self, params, grads) -> bool:
         if len(params) != self.n or len(grads) != self.n:
@@ -97,10 +106,6 @@ class _Plan:
                 return False
             if not p.flags.writeable:
                 return False
-        if self.arena is not None:
-            p_buffer, g_buffer = self.arena
-            if not (p_buffer.flags.writeable and p_buffer.dtype is dtype and g_buffer.dtype is dtype):
-                return False
         return True
 
 
@@ -108,16 +113,16 @@ class Optimizer(Hyperparameters):
     """Base of every rule: owns the layout, the flat state and the step count.
 
     A rule subclass provides its hyperparameters, ``state_names``, ``kernel``
-    (a :class:`~fastopt._jit.Kernel` taking ``p, g, *state, scalars``, where
-    ``scalars`` is a small array in the param dtype), ``constant_scalars(hp)``
-    and, when some scalars depend on the step count, ``n_step_scalars`` and
-    ``step_scalars(hp, t)``.  The kernel finds the step scalars first in
-    ``scalars``, then the constant ones.
+    (a :class:`~fastopt._jit.Kernel` taking ``table, scalars, step``; see
+    :mod:`fastopt._jit`), ``constant_scalars(hp)`` and, when some scalars
+    depend on the step count, ``n_step_scalars`` and ``step_scalars(hp, t)``.
+    The kernel finds the step scalars first in ``scalars``, then the constant
+    ones.
     """
 
     state_names: tuple[str, ...] = ()
     kernel: Kernel
-    #: Kernel calls on at least this many elements use the parallel variant.
+    #: Updates of at least this many elements use the parallel kernel.
     default_parallel_min_size: int = PARALLEL_MIN_SIZE
     #: How many leading kernel scalars step_scalars(hp, t) recomputes every
     #: step; the rest come from constant_scalars(hp), recomputed only after a
@@ -126,17 +131,17 @@ class Optimizer(Hyperparameters):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.step_count = 0
+        # The kernel advances this counter in the same call that updates the
+        # params, so the two can never disagree.
+        self._step = np.zeros(1, np.int64)
         self._parallel_min_size = self.default_parallel_min_size
         self._layout: Layout | None = None
         self._state_flat: dict[str, np.ndarray] = {}
-        self._state_slices: dict[str, list[np.ndarray]] = {}
         self._scalars = np.zeros(0)
         self._scalar_view = memoryview(self._scalars)
         self._scalars_version = -1
         self._plan: _Plan | None = None
-        self._param_memo: _ParamMemo | None = None
-        self._grad_memo: _ParamMemo | None = None
+        self._param_memo = None
 
     # -- what a rule provides -------------------------------------------------
 
@@ -154,6 +159,11 @@ class Optimizer(Hyperparameters):
 
     # -- the step ---------------------------------------------------------------
 
+    @property
+    def step_count(self) -> int:
+        """Updates applied so far (the ``t`` of the last one)."""
+        return int(self._step[0])
+
     def update(self, params, grads) -> None:
         """Apply one step of the rule to ``params`` in place."""
         plan = self._plan
@@ -164,56 +174,82 @@ class Optimizer(Hyperparameters):
             or not plan.matches(params, grads)
         ):
             plan = self._prepare(params, grads)
-        # From here on nothing can fail: the step is applied whole.
-        t = self.step_count + 1
-        # Assigning a Python float to an item of a float32 memoryview is one
-        # C cast: it rounds exactly as np.float32(x) does (beyond float32's
-        # range to inf), at a fraction of the cost of going through NumPy.
+        # Nothing below can fail on bad input.  Assigning a Python float to an
+        # item of a float32 memoryview is one C cast: it rounds exactly as
+        # np.float32(x) does (beyond float32's range to inf), several times
+        # faster than going through NumPy.
         scalars = self._scalar_view
         if self._scalars_version != self.hyperparameter_version:
             for i, value in enumerate(self.constant_scalars(self.hp), self.n_step_scalars):
                 scalars[i] = value
             self._scalars_version = self.hyperparameter_version
         if self.n_step_scalars:
-            for i, value in enumerate(self.step_scalars(self.hp, t)):
+            for i, value in enumerate(self.step_scalars(self.hp, self._step.item() + 1)):
                 scalars[i] = value
-        for fn, args in plan.calls:
-            fn(*args)
-        self.step_count = t
-        if plan.writeback:
+        if not plan.writeback:
+            plan.call(plan.table, self._scalars, self._step)
+            return
+        try:
+            plan.call(plan.table, self._scalars, self._step)
+        finally:
+            # Also on an interrupt: the copies hold the new values if the
+            # kernel ran and the old ones if it did not.
             for key, view, kind in plan.writeback:
                 value = view[0]
                 params[key] = value.item() if kind is Kind.PYTHON_FLOAT else value
 
-    def _prepare(self, params, grads) -> "_Plan":
-        """Validate a call that does not repeat the last one; plan its kernel calls."""
+    def _prepare(self, params, grads) -> _Plan:
+        """Validate a call that does not repeat the last one; plan its kernel call."""
         step = self._validate(params, grads)
         if self._layout is None:
             self._allocate_state(step.layout)
-        plan = _Plan(self._calls(step), step)
-        # A plan holding per-call copies (scalar params, copied grads) cannot
+        variant = self._pick(step.layout.total)
+        # Balanced for the thread count of now; numba.set_num_threads() later
+        # changes no result, only how evenly the work is shared until the
+        # next full validation.
+        parts = numba.get_num_threads() if variant is self.kernel.parallel else 1
+        table = self._segment_table(step, parts)
+        plan = _Plan(bound_call(variant, (table, self._scalars, self._step)), table, step)
+        # Copies made for this call only (scalar params, copied grads) cannot
         # be replayed.
         self._plan = None if (step.writeback or step.per_call_copies) else plan
         return plan
 
-    def _calls(self, step: _Step) -> list:
-        """(kernel variant, arguments) for each kernel call of this step."""
-        s = self._scalars
-        if step.arena is not None:
-            p, g = step.arena
-            state = [self._state_flat[n] for n in self.state_names]
-            segments = [(p, g, *state, s)]
-        else:
-            slices = [self._state_slices[n] for n in self.state_names]
-            segments = [
-                (p, g, *[views[i] for views in slices], s)
-                for i, (p, g) in enumerate(zip(step.param_views, step.grad_views))
-            ]
-        return [(bound_call(self._pick(args[0].size), args), args) for args in segments]
+    def _segment_table(self, step: _Step, parts: int) -> np.ndarray:
+        """Rows of (length, address in params, grads, each state buffer).
+
+        The elements of all keys, in layout order, are cut into ``parts``
+        equal shares, one per thread; a share that spans several keys gets a
+        row per key.  Shares are padded with empty rows to the same row count,
+        so the static schedule of ``prange`` (equal blocks of rows, in order)
+        hands each thread exactly one share.
+        """
+        layout = step.layout
+        itemsize = layout.dtype.itemsize
+        n_columns = 3 + len(self.state_names)
+        if not layout.total:
+            return np.zeros((0, n_columns), np.int64)
+        state_starts = [_address(self._state_flat[n]) for n in self.state_names]
+        bases = []  # per key: start address of its run in each array
+        for p, g, offset in zip(step.param_views, step.grad_views, layout.offsets):
+            bases.append([_address(p), _address(g), *(a + offset * itemsize for a in state_starts)])
+        share = -(-layout.total // parts)
+        shares = [[] for _ in range(parts)]
+        for key_bases, offset, size in zip(bases, layout.offsets, layout.sizes):
+            start = 0
+            while start < size:
+                j = (offset + start) // share
+                length = min(size - start, (j + 1) * share - (offset + start))
+                shares[j].append([length, *(b + start * itemsize for b in key_bases)])
+                start += length
+        padding = [0, *bases[0]]
+        width = max(len(rows) for rows in shares)
+        table = [row for rows in shares for row in rows + [padding] * (width - len(rows))]
+        return np.array(table, dtype=np.int64).reshape(len(table), n_columns)
 
     @property
     def parallel_min_size(self) -> int:
-        """Kernel calls on at least this many elements run the parallel kernel.
+        """Updates of at least this many elements run the parallel kernel.
 
         0 makes every call parallel; a huge value, none.  Defaults to the
         rule's ``default_parallel_min_size``.
@@ -225,7 +261,7 @@ class Optimizer(Hyperparameters):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"parallel_min_size: expected an int >= 0, got {value!r}")
         self._parallel_min_size = value
-        self._plan = None  # its calls picked variants by the old value
+        self._plan = None  # its call was bound to the variant the old value picked
 
     def _pick(self, size: int):
         if size >= self._parallel_min_size:
@@ -310,31 +346,15 @@ class Optimizer(Hyperparameters):
 
         if layout is None:
             step.layout = Layout.from_shapes(keys, shapes, step_dtype or np.float64)
-        self._check_aliasing_and_find_arena(step, param_arrays, grad_arrays)
-        return step
-
-    def _check_aliasing_and_find_arena(self, step: _Step, param_arrays, grad_arrays) -> None:
         # A live array's address never changes, and everything that could
-        # change its extent (shape, dtype, contiguity) was re-checked above, so
-        # facts about the same param objects are reused between steps.  The
-        # memo holds references, so an id cannot be recycled while it is kept.
+        # change its extent (shape, dtype, contiguity) was checked above, so
+        # the overlap check of the same param objects is reused between steps.
+        # The memo holds references, so an id cannot be recycled meanwhile.
         memo = self._param_memo
-        if memo is not None and memo.matches(param_arrays):
-            owned = memo.owned
-        else:
-            owned = _OwnedMemory(param_arrays, self._state_flat)
-            self._param_memo = memo = _ParamMemo(param_arrays, owned, _arena_of(param_arrays, step.layout))
-        owned.check_grads(grad_arrays)
-        if memo.arena is None or not _usable_arena(memo.arena, step.layout):
-            return
-        grad_memo = self._grad_memo
-        if grad_memo is not None and grad_memo.matches(grad_arrays):
-            grad_arena = grad_memo.arena
-        else:
-            grad_arena = _arena_of(grad_arrays, step.layout)
-            self._grad_memo = _ParamMemo(grad_arrays, None, grad_arena)
-        if grad_arena is not None and _usable_arena(grad_arena, step.layout):
-            step.arena = (memo.arena, grad_arena)
+        if memo is None or not _same_objects(memo[0], param_arrays):
+            memo = self._param_memo = (param_arrays, _OwnedMemory(param_arrays, self._state_flat))
+        memo[1].check_grads(grad_arrays)
+        return step
 
     def _allocate_state(self, layout: Layout) -> None:
         self._layout = layout
@@ -342,10 +362,8 @@ class Optimizer(Hyperparameters):
         self._scalars = np.zeros(n_scalars, layout.dtype)
         self._scalar_view = memoryview(self._scalars)
         self._scalars_version = -1
-        self._plan = None
         self._state_flat = {n: np.zeros(layout.total, layout.dtype) for n in self.state_names}
-        self._state_slices = {n: layout.slices(b) for n, b in self._state_flat.items()}
-        self._param_memo = self._grad_memo = None
+        self._plan = self._param_memo = None
 
     # -- inspection -------------------------------------------------------------
 
@@ -399,13 +417,13 @@ class Optimizer(Hyperparameters):
         self.hp.__dict__.update(hyperparameters)
         self.hyperparameter_version += 1
         if layout is None:
-            self._layout, self._state_flat, self._state_slices = None, {}, {}
-            self._param_memo = self._grad_memo = self._plan = None
+            self._layout, self._state_flat = None, {}
+            self._plan = self._param_memo = None
         else:
             self._allocate_state(layout)
         for name, buffer in flat.items():
             self._state_flat[name][...] = buffer
-        self.step_count = step_count
+        self._step[0] = step_count
 
 
 def _check_keys(params: Mapping, grads: Mapping, layout: Layout | None) -> None:
@@ -488,43 +506,5 @@ class _OwnedMemory:
                 j += 1
 
 
-class _ParamMemo:
-    """Facts about one tuple of array objects, valid while they are the same objects."""
-
-    def __init__(self, keyed_arrays, owned, arena):
-        self.arrays = tuple(a for _, a in keyed_arrays)
-        self.owned = owned
-        self.arena = arena
-
-    def matches(self, keyed_arrays) -> bool:
-        arrays = self.arrays
-        return len(arrays) == len(keyed_arrays) and all(
-            a is b for a, (_, b) in zip(arrays, keyed_arrays)
-        )
-
-
-def _arena_of(keyed_arrays, layout: Layout):
-    """The buffer that ``keyed_arrays`` tile exactly in layout order, or None."""
-    if not keyed_arrays or len(keyed_arrays) != len(layout.keys):
-        return None
-    base = keyed_arrays[0][1].base
-    if not isinstance(base, np.ndarray) or not _usable_arena(base, layout):
-        return None
-    start = _address(base)
-    itemsize = layout.dtype.itemsize
-    for (_, a), offset in zip(keyed_arrays, layout.offsets):
-        if a.base is not base:
-            return None
-        if a.size and _extent(a)[0] - start != offset * itemsize:
-            return None
-    return base
-
-
-def _usable_arena(buffer: np.ndarray, layout: Layout) -> bool:
-    return (
-        buffer.ndim == 1
-        and buffer.size == layout.total
-        and buffer.dtype == layout.dtype
-        and buffer.flags.c_contiguous
-        and buffer.flags.writeable
-    )
+def _same_objects(keyed_a, keyed_b) -> bool:
+    return len(keyed_a) == len(keyed_b) and all(a is b for (_, a), (_, b) in zip(keyed_a, keyed_b))

@@ -167,7 +167,7 @@ def test_changing_hyperparameters_between_steps_matches_and_never_recompiles(rul
     assert_same(fp, rp)
     assert_same_state(fast, ref)
     for dispatcher in rule.kernel.variants():
-        f32 = [sig for sig in dispatcher.signatures if str(sig[0].dtype) == "float32"]
+        f32 = [sig for sig in dispatcher.signatures if str(sig[1].dtype) == "float32"]
         assert len(f32) == 1, f"{dispatcher.__name__} compiled {len(f32)} float32 signatures: {f32}"
 
 

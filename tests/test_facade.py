@@ -23,9 +23,9 @@ class CountingKernel:
         self.kernel = Kernel(kernel.py_func, self._wrap("serial", kernel.serial), self._wrap("parallel", kernel.parallel))
 
     def _wrap(self, name, dispatcher):
-        def call(p, *args):
-            self.calls.append((name, p.size))
-            return dispatcher(p, *args)
+        def call(table, *args):
+            self.calls.append((name, int(table[:, 0].sum())))
+            return dispatcher(table, *args)
 
         return call
 
@@ -134,29 +134,46 @@ def test_arena_update_is_one_kernel_call(rule):
 
 
 @rules
-def test_plain_dict_update_is_one_kernel_call_per_key(rule):
-    params = {"W1": np.ones((5, 4)), "b1": np.zeros(4), "W2": np.ones((4, 2))}
-    grads = {k: np.full_like(v, 0.5) for k, v in params.items()}
+def test_plain_dict_update_is_one_kernel_call_too(rule):
+    params = {"W1": np.ones((5, 4)), "b1": np.zeros(4), "W2": np.ones((4, 2)), "s": 1.0}
     opt = rule.fast()
     counter = count_calls(opt)
-    opt.update(params, grads)
-    assert sorted(n for _, n in counter.calls) == [4, 8, 20]
+    for _ in range(2):
+        grads = {k: np.full_like(v, 0.5) if isinstance(v, np.ndarray) else 0.5 for k, v in params.items()}
+        opt.update(params, grads)
+    assert counter.calls == [("serial", 33)] * 2
 
 
-def test_arena_with_fresh_grads_dict_falls_back_to_per_key_calls():
-    params = fastopt.flatten({"a": np.ones(3), "b": np.ones(2)})
-    opt = fastopt.Adam()
-    counter = count_calls(opt)
-    opt.update(params, {"a": np.ones(3), "b": np.ones(2)})
-    assert len(counter.calls) == 2
-
-
-def test_parallel_variant_is_picked_by_size():
+def test_parallel_variant_is_picked_by_total_size():
     opt = fastopt.Adam()
     counter = count_calls(opt)
     opt.parallel_min_size = 10
-    opt.update({"small": np.ones(9), "big": np.ones(10)}, {"small": np.ones(9), "big": np.ones(10)})
-    assert counter.calls == [("serial", 9), ("parallel", 10)]
+    opt.update({"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)})
+    opt.update({"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)})
+    opt.parallel_min_size = 9
+    opt.update({"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)})
+    assert counter.calls == [("serial", 9), ("serial", 9), ("parallel", 9)]
+
+
+def test_segment_table_gives_each_thread_an_equal_share():
+    # Keys of very different sizes; 3 shares of 34 elements (the last 33).
+    params = {"big": np.zeros(70, np.float32), "none": np.zeros(0, np.float32),
+              "small": np.zeros(3, np.float32), "mid": np.zeros(28, np.float32)}
+    grads = {k: np.ones_like(v) for k, v in params.items()}
+    opt = fastopt.Momentum()
+    opt.update(params, grads)
+    step = opt._validate(params, grads)
+    table = opt._segment_table(step, parts=3)
+    assert table.shape[1] == 4  # length, p, g, v
+    rows_per_share = len(table) // 3
+    shares = [table[i * rows_per_share:(i + 1) * rows_per_share, 0].sum() for i in range(3)]
+    assert shares == [34, 34, 33] and len(table) % 3 == 0
+    # big is cut at 34 and 68; every row starts where the previous ended
+    assert table[table[:, 0] > 0, 0].tolist() == [34, 34, 2, 3, 28]
+    live = table[table[:, 0] > 0]
+    big = params["big"].ctypes.data
+    assert live[:3, 1].tolist() == [big, big + 34 * 4, big + 68 * 4]
+    assert live[3, 1] == params["small"].ctypes.data
 
 
 @rules

@@ -26,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -37,15 +37,21 @@ class AdaGradHyperparameters(Hyperparameters):
 
 
 @kernel
-def adagrad_kernel(p, g, h, s):
+def adagrad_kernel(table, s, step):
     lr, eps, weight_decay = s[0], s[1], s[2]
-    for i in prange(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        hi = h[i] + gi * gi
-        h[i] = hi
-        p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        h = array_at(table[row, 3], n, s)
+        for i in range(n):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * p[i]
+            hi = h[i] + gi * gi
+            h[i] = hi
+            p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
+    step[0] += 1
 
 
 class AdaGrad(AdaGradHyperparameters, Optimizer):

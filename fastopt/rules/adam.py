@@ -32,7 +32,7 @@ import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -45,17 +45,24 @@ class AdamHyperparameters(Hyperparameters):
 
 
 @kernel
-def adam_kernel(p, g, m, v, s):
+def adam_kernel(table, s, step):
     lr_t, one_minus_beta1, one_minus_beta2, eps, weight_decay = s[0], s[1], s[2], s[3], s[4]
-    for i in prange(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        mi = m[i] + one_minus_beta1 * (gi - m[i])
-        vi = v[i] + one_minus_beta2 * (gi * gi - v[i])
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] - lr_t * mi / (np.sqrt(vi) + eps)
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        m = array_at(table[row, 3], n, s)
+        v = array_at(table[row, 4], n, s)
+        for i in range(n):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * p[i]
+            mi = m[i] + one_minus_beta1 * (gi - m[i])
+            vi = v[i] + one_minus_beta2 * (gi * gi - v[i])
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] - lr_t * mi / (np.sqrt(vi) + eps)
+    step[0] += 1
 
 
 class Adam(AdamHyperparameters, Optimizer):

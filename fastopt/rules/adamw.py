@@ -28,7 +28,7 @@ import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -41,16 +41,23 @@ class AdamWHyperparameters(Hyperparameters):
 
 
 @kernel
-def adamw_kernel(p, g, m, v, s):
+def adamw_kernel(table, s, step):
     step_size, sqrt_bias2 = s[0], s[1]
     decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = s[2], s[3], s[4], s[5], s[6], s[7]
-    for i in prange(p.size):
-        gi = g[i]
-        mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] * decay - step_size * mi / (np.sqrt(vi) / sqrt_bias2 + eps)
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        m = array_at(table[row, 3], n, s)
+        v = array_at(table[row, 4], n, s)
+        for i in range(n):
+            gi = g[i]
+            mi = beta1 * m[i] + one_minus_beta1 * gi
+            vi = beta2 * v[i] + one_minus_beta2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] * decay - step_size * mi / (np.sqrt(vi) / sqrt_bias2 + eps)
+    step[0] += 1
 
 
 class AdamW(AdamWHyperparameters, Optimizer):

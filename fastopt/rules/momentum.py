@@ -21,7 +21,7 @@ dampening), which matches ``v = -lr * g`` from zero here.
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, unit_interval
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -32,15 +32,21 @@ class MomentumHyperparameters(Hyperparameters):
 
 
 @kernel
-def momentum_kernel(p, g, v, s):
+def momentum_kernel(table, s, step):
     lr, momentum, weight_decay = s[0], s[1], s[2]
-    for i in prange(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        vi = momentum * v[i] - lr * gi
-        v[i] = vi
-        p[i] = p[i] + vi
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        v = array_at(table[row, 3], n, s)
+        for i in range(n):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * p[i]
+            vi = momentum * v[i] - lr * gi
+            v[i] = vi
+            p[i] = p[i] + vi
+    step[0] += 1
 
 
 class Momentum(MomentumHyperparameters, Optimizer):

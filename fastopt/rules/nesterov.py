@@ -25,7 +25,7 @@ with PyTorch's buffer equal to ``-v / lr`` (for a constant ``lr``).  optax's
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, unit_interval
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -36,15 +36,21 @@ class NesterovHyperparameters(Hyperparameters):
 
 
 @kernel
-def nesterov_kernel(p, g, v, s):
+def nesterov_kernel(table, s, step):
     lr, momentum, momentum_sq, one_plus_momentum_lr, weight_decay = s[0], s[1], s[2], s[3], s[4]
-    for i in prange(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        v_old = v[i]
-        p[i] = p[i] + (momentum_sq * v_old - one_plus_momentum_lr * gi)
-        v[i] = momentum * v_old - lr * gi
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        v = array_at(table[row, 3], n, s)
+        for i in range(n):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * p[i]
+            v_old = v[i]
+            p[i] = p[i] + (momentum_sq * v_old - one_plus_momentum_lr * gi)
+            v[i] = momentum * v_old - lr * gi
+    step[0] += 1
 
 
 class Nesterov(NesterovHyperparameters, Optimizer):

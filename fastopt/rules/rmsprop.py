@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -32,15 +32,21 @@ class RMSpropHyperparameters(Hyperparameters):
 
 
 @kernel
-def rmsprop_kernel(p, g, h, s):
+def rmsprop_kernel(table, s, step):
     lr, decay_rate, one_minus_decay_rate, eps, weight_decay = s[0], s[1], s[2], s[3], s[4]
-    for i in prange(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        hi = decay_rate * h[i] + one_minus_decay_rate * gi * gi
-        h[i] = hi
-        p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        h = array_at(table[row, 3], n, s)
+        for i in range(n):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * p[i]
+            hi = decay_rate * h[i] + one_minus_decay_rate * gi * gi
+            h[i] = hi
+            p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
+    step[0] += 1
 
 
 class RMSprop(RMSpropHyperparameters, Optimizer):

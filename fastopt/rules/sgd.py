@@ -15,7 +15,7 @@ same update; ``weight_decay`` is the same coupled L2 term as PyTorch's.
 from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative
-from .._jit import kernel
+from .._jit import LENGTH, array_at, kernel
 from ..optimizer import Optimizer
 
 
@@ -25,13 +25,18 @@ class SGDHyperparameters(Hyperparameters):
 
 
 @kernel
-def sgd_kernel(p, g, s):
+def sgd_kernel(table, s, step):
     lr, weight_decay = s[0], s[1]
-    for i in prange(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        p[i] = p[i] - lr * gi
+    for row in prange(table.shape[0]):
+        n = table[row, LENGTH]
+        p = array_at(table[row, 1], n, s)
+        g = array_at(table[row, 2], n, s)
+        for i in range(n):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * p[i]
+            p[i] = p[i] - lr * gi
+    step[0] += 1
 
 
 class SGD(SGDHyperparameters, Optimizer):
