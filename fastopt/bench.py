@@ -49,7 +49,7 @@ N_ARRAYS = 12
 #: The book's MultiLayerNet 784-100-100-100-100-10: ten arrays.
 BOOK_MLP = (784, 100, 100, 100, 100, 10)
 IMPLEMENTATIONS = ("fastopt", "reference", "torch-forloop", "torch-foreach", "torch-fused")
-BATCH_SECONDS = 0.004
+BATCH_SECONDS = 0.01
 
 
 # -- the roof: same traffic, trivial arithmetic ----------------------------------
@@ -404,6 +404,48 @@ def report(results: list[Result], checks: dict | None, env: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(results: list[Result], env: dict) -> str:
+    """The README's results table: the headline figures of one run."""
+    by = {(r.rule, r.n, r.layout, r.impl): r for r in results}
+
+    def ratio(rule, n, layout, impl):
+        f, o = by.get((rule, n, layout, "fastopt")), by.get((rule, n, layout, impl))
+        return f"{o.seconds / f.seconds:.1f}x" if f and o else "n/a"
+
+    def cell_time(rule, n, layout):
+        f = by.get((rule, n, layout, "fastopt"))
+        return f"{f.seconds * 1e6:.2f} us" if f else "n/a"
+
+    def roof(rule, n, layout):
+        f = by.get((rule, n, layout, "fastopt"))
+        return f"{f.pct_of_roof:.0f}%" if f else "n/a"
+
+    mlp_n = next((r.n for r in results if r.layout == "mlp-dict"), None)
+    lines = [
+        f"float32; {env['cpu']}, {env['cores']} cores; {env['date']}; Python {env['python']}, "
+        f"NumPy {env['numpy']}, Numba {env['numba']}, PyTorch {env['torch']}; "
+        f"median of {results[0].rounds} interleaved rounds. "
+        "`x ref` = NumPy reference time / fastopt time; `x fused`, `x for-loop` likewise "
+        "for PyTorch's fused and default (for-loop) optimizers.",
+        "",
+        "| rule | 1e3: update | 1e3: x ref | 1e5: x ref | 1e5: x fused | 1e6: x ref | 1e6: x fused "
+        "| 1e7: % of roof (one / arena) | 1e7: x fused | 1e7: x for-loop | MLP dict / arena: x ref |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rule in dict.fromkeys(r.rule for r in results):
+        mlp = (f"{ratio(rule, mlp_n, 'mlp-dict', 'reference')} / {ratio(rule, mlp_n, 'mlp-arena', 'reference')}"
+               if mlp_n else "n/a")
+        lines.append(
+            f"| {rule} | {cell_time(rule, 1000, 'one')} | {ratio(rule, 1000, 'one', 'reference')} "
+            f"| {ratio(rule, 100_000, 'one', 'reference')} | {ratio(rule, 100_000, 'one', 'torch-fused')} "
+            f"| {ratio(rule, 1_000_000, 'one', 'reference')} | {ratio(rule, 1_000_000, 'one', 'torch-fused')} "
+            f"| {roof(rule, 10_000_000, 'one')} / {roof(rule, 10_000_000, 'arena')} "
+            f"| {ratio(rule, 10_000_000, 'one', 'torch-fused')} | {ratio(rule, 10_000_000, 'one', 'torch-forloop')} "
+            f"| {mlp} |"
+        )
+    return "\n".join(lines)
+
+
 def plot(results: list[Result], path: str) -> bool:
     try:
         import matplotlib
@@ -444,18 +486,19 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", type=lambda s: int(float(s)),
                         help="element counts, e.g. 1e3 1e6 (1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (7; --quick: 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (9; --quick: 3)")
     parser.add_argument("--quick", action="store_true",
                         help=f"sizes {' '.join(f'{n:.0e}' for n in QUICK_SIZES)}, 3 rounds, no extra checks")
     parser.add_argument("--no-mlp", action="store_true", help="skip the book MultiLayerNet layout")
     parser.add_argument("--no-checks", action="store_true", help="skip allocation and cold-start checks")
     parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of GB/s against N")
+    parser.add_argument("--markdown", metavar="PATH", help="write the README's summary table")
     args = parser.parse_args(argv)
 
     rules = [BY_NAME[n] for n in args.rules] if args.rules else list(RULES)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    rounds = args.rounds or (3 if args.quick else 7)
+    rounds = args.rounds or (3 if args.quick else 9)
     fastopt.warmup(rules=[r.name for r in rules], dtypes=("float32",))
     env = environment()
     results = run(rules, sizes, args.layouts, rounds, progress=True,
@@ -467,6 +510,10 @@ def main(argv=None) -> int:
             json.dump({"environment": env, "results": [asdict(r) for r in results], "checks": checks}, f,
                       indent=1)
         print(f"\nresults written to {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(summary_markdown(results, env) + "\n")
+        print(f"summary table written to {args.markdown}")
     if args.plot and plot(results, args.plot):
         print(f"plot written to {args.plot}")
     return 0
