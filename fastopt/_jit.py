@@ -37,7 +37,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import threading
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -130,6 +132,66 @@ def kernel(py_func: Callable) -> Kernel:
         serial=_jit(_renamed_copy(py_func, f"_serial_{_HELPERS_DIGEST}"), parallel=False),
         parallel=_jit(_renamed_copy(py_func, f"_parallel_{_HELPERS_DIGEST}"), parallel=True),
     )
+
+
+# -- threads and fork -------------------------------------------------------------
+#
+# Numba's threading layers differ (numba.readthedocs.io, "The Threading
+# Layers"): "tbb" is safe with threads and fork; "omp" with GNU OpenMP (what
+# Numba uses on Linux when TBB is not installed) is thread-safe, but a child
+# forked after a parallel region aborts ("Terminating: fork() called from a
+# process already using GNU OpenMP") when it starts another; "workqueue"
+# aborts when two threads launch parallel regions at once.  fastopt's policy,
+# whatever layer Numba picks:
+#
+# * parallel kernels run one at a time in a process, under one lock: Python
+#   threads that each step their own optimizer never launch two at once.  A
+#   parallel kernel already uses every core, so nothing is lost;
+# * a child forked after GNU OpenMP started uses the serial kernels: the same
+#   results, on one core, instead of an abort.
+
+
+class _ParallelPolicy:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.usable = True
+        #: Optimizers whose prepared calls must be dropped after a fork.
+        self.optimizers = weakref.WeakSet()
+
+    def after_fork_in_child(self):
+        self.lock = threading.Lock()  # the parent's may have been held by another thread
+        try:
+            layer = numba.threading_layer()
+        except ValueError:
+            return  # no parallel region ran in the parent: the child starts its own
+        if layer == "omp" and _openmp_vendor() == "GNU":
+            self.usable = False
+            for optimizer in list(self.optimizers):
+                optimizer._plan = None
+
+
+def _openmp_vendor():
+    try:
+        from numba.np.ufunc import omppool
+
+        return getattr(omppool, "openmp_vendor", "GNU")
+    except ImportError:
+        return None
+
+
+PARALLEL = _ParallelPolicy()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=PARALLEL.after_fork_in_child)
+
+
+def serialized(call: Callable) -> Callable:
+    """``call`` (a parallel kernel) run under the process-wide parallel lock."""
+
+    def run_alone(*args):
+        with PARALLEL.lock:
+            return call(*args)
+
+    return run_alone
 
 
 # -- segment tables -------------------------------------------------------------

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _checkpoint
 from ._hyper import Hyperparameters
-from ._jit import Kernel, bound_call, helper
+from ._jit import PARALLEL, Kernel, bound_call, helper, serialized
 from ._layout import Kind, Layout, check_key, describe
 from .errors import (
     AliasingError,
@@ -142,6 +142,7 @@ class Optimizer(Hyperparameters):
         self._scalars_version = -1
         self._plan: _Plan | None = None
         self._param_memo = None
+        PARALLEL.optimizers.add(self)
 
     # -- what a rule provides -------------------------------------------------
 
@@ -204,12 +205,13 @@ class Optimizer(Hyperparameters):
         if self._layout is None:
             self._allocate_state(step.layout)
         variant = self._pick(step.layout.total)
+        parallel = variant is self.kernel.parallel
         # Balanced for the thread count of now; numba.set_num_threads() later
         # changes no result, only how evenly the work is shared until the
         # next full validation.
-        parts = numba.get_num_threads() if variant is self.kernel.parallel else 1
-        table = self._segment_table(step, parts)
-        plan = _Plan(bound_call(variant, (table, self._scalars, self._step)), table, step)
+        table = self._segment_table(step, numba.get_num_threads() if parallel else 1)
+        call = bound_call(variant, (table, self._scalars, self._step))
+        plan = _Plan(serialized(call) if parallel else call, table, step)
         # Copies made for this call only (scalar params, copied grads) cannot
         # be replayed.
         self._plan = None if (step.writeback or step.per_call_copies) else plan
@@ -264,7 +266,7 @@ class Optimizer(Hyperparameters):
         self._plan = None  # its call was bound to the variant the old value picked
 
     def _pick(self, size: int):
-        if size >= self._parallel_min_size:
+        if size >= self._parallel_min_size and PARALLEL.usable:
             return self.kernel.parallel
         return self.kernel.serial
 
