@@ -32,9 +32,16 @@ class Kind(Enum):
     NUMPY_SCALAR = "numpy scalar"  # immutable: computed in a copy, written back
 
 
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
+
+
 def describe(role: str, key, value) -> tuple[Kind, np.dtype, tuple[int, ...]]:
     """Classify one dict value, or raise a typed error naming ``role[key]``."""
-    if type(value) is np.ndarray or isinstance(value, np.ndarray):
+    if type(value) is np.ndarray:
+        dtype = value.dtype
+        if dtype is _FLOAT32 or dtype is _FLOAT64:  # the common case, without comparisons
+            return Kind.ARRAY, dtype, value.shape
+    if isinstance(value, np.ndarray):
         dtype = value.dtype
         if dtype not in FLOAT_DTYPES or not dtype.isnative:
             raise DTypeMismatchError(
@@ -75,6 +82,7 @@ class Layout:
     sizes: tuple[int, ...]
     offsets: tuple[int, ...]
     total: int
+    keyset: frozenset = frozenset()
 
     @classmethod
     def from_shapes(cls, keys, shapes, dtype) -> "Layout":
@@ -84,7 +92,8 @@ class Layout:
         for n in sizes:
             offsets.append(total)
             total += n
-        return cls(tuple(keys), shapes, np.dtype(dtype), sizes, tuple(offsets), total)
+        keys = tuple(keys)
+        return cls(keys, shapes, np.dtype(dtype), sizes, tuple(offsets), total, frozenset(keys))
 
     def slices(self, flat: np.ndarray) -> list[np.ndarray]:
         """1-D views of ``flat``, one per key, in key order."""

@@ -20,8 +20,9 @@ def warmup(rules=None, dtypes=("float32", "float64"), parallel: bool = True) -> 
             opt = rule.fast()
             params = {"w": np.zeros(1, dtype)}
             grads = {"w": np.zeros(1, dtype)}
-            opt.parallel_min_size = 1 << 62
+            opt.parallel_min_size = 0
+            opt.parallel = False
             opt.update(params, grads)
             if parallel:
-                opt.parallel_min_size = 0
+                opt.parallel = True
                 opt.update(params, grads)

@@ -31,7 +31,8 @@ import numpy as np
 
 from . import _checkpoint
 from ._hyper import Hyperparameters
-from ._jit import PARALLEL, Kernel, bound_call, helper, serialized
+from ._jit import LENGTH as LENGTH_COLUMN
+from ._jit import PARALLEL, FasterOf, Kernel, bound_call, helper, serialized
 from ._layout import Kind, Layout, check_key, describe
 from .errors import (
     AliasingError,
@@ -47,6 +48,7 @@ from .errors import (
 #: costs a few microseconds; SGD, with less work per element, breaks even
 #: later.  Override per instance with ``opt.parallel_min_size = n``.
 PARALLEL_MIN_SIZE = 30_000
+PARAM_COLUMN, GRAD_COLUMN = LENGTH_COLUMN + 1, LENGTH_COLUMN + 2
 
 
 @dataclass
@@ -59,6 +61,10 @@ class _Step:
     writeback: list = field(default_factory=list)  # (key, index, kind)
     #: (key, param, grad) of every array entry: what a repeat call must match.
     arrays: list = field(default_factory=list)
+    #: (key, param) of every param that is an array (updated in place).
+    param_arrays: list = field(default_factory=list)
+    #: Address of each grad view, in layout key order.
+    grad_starts: list = field(default_factory=list)
     per_call_copies: bool = False
 
 
@@ -81,10 +87,9 @@ class _Plan:
     stays valid as long as the plan exists.
     """
 
-    __slots__ = ("call", "table", "keepalive", "writeback", "entries", "dtype", "n")
+    __slots__ = ("table", "keepalive", "writeback", "entries", "dtype", "n")
 
-    def __init__(self, call, table, step: _Step):
-        self.call = call
+    def __init__(self, table, step: _Step):
         self.table = table
         self.keepalive = (step.param_views, step.grad_views)
         self.writeback = [(key, step.param_views[i], kind) for key, i, kind in step.writeback]
@@ -135,6 +140,9 @@ class Optimizer(Hyperparameters):
         # params, so the two can never disagree.
         self._step = np.zeros(1, np.int64)
         self._parallel_min_size = self.default_parallel_min_size
+        self._parallel: bool | None = None
+        self._run = None  # see _runner
+        self._table_memo = None
         self._layout: Layout | None = None
         self._state_flat: dict[str, np.ndarray] = {}
         self._scalars = np.zeros(0)
@@ -188,10 +196,10 @@ class Optimizer(Hyperparameters):
             for i, value in enumerate(self.step_scalars(self.hp, self._step.item() + 1)):
                 scalars[i] = value
         if not plan.writeback:
-            plan.call(plan.table, self._scalars, self._step)
+            self._run(plan.table, self._scalars, self._step)
             return
         try:
-            plan.call(plan.table, self._scalars, self._step)
+            self._run(plan.table, self._scalars, self._step)
         finally:
             # Also on an interrupt: the copies hold the new values if the
             # kernel ran and the old ones if it did not.
@@ -204,18 +212,32 @@ class Optimizer(Hyperparameters):
         step = self._validate(params, grads)
         if self._layout is None:
             self._allocate_state(step.layout)
-        variant = self._pick(step.layout.total)
-        parallel = variant is self.kernel.parallel
+        may_run_parallel = self._may_run_parallel(step.layout.total)
         # Balanced for the thread count of now; numba.set_num_threads() later
         # changes no result, only how evenly the work is shared until the
         # next full validation.
-        table = self._segment_table(step, numba.get_num_threads() if parallel else 1)
-        call = bound_call(variant, (table, self._scalars, self._step))
-        plan = _Plan(serialized(call) if parallel else call, table, step)
+        table = self._segment_table(step, numba.get_num_threads() if may_run_parallel else 1)
+        if self._run is None:
+            self._run = self._runner(table, may_run_parallel)
+        plan = _Plan(table, step)
         # Copies made for this call only (scalar params, copied grads) cannot
         # be replayed.
         self._plan = None if (step.writeback or step.per_call_copies) else plan
         return plan
+
+    def _may_run_parallel(self, size: int) -> bool:
+        return self._parallel is not False and size >= self._parallel_min_size and PARALLEL.usable
+
+    def _runner(self, table, may_run_parallel: bool):
+        """What runs the kernel: the serial one, the parallel one, or a tuner."""
+        args = (table, self._scalars, self._step)
+        serial = bound_call(self.kernel.serial, args)
+        if not may_run_parallel:
+            return serial
+        parallel = serialized(bound_call(self.kernel.parallel, args))
+        if self._parallel is True:
+            return parallel
+        return FasterOf(serial, parallel)
 
     def _segment_table(self, step: _Step, parts: int) -> np.ndarray:
         """Rows of (length, address in params, grads, each state buffer).
@@ -225,29 +247,49 @@ class Optimizer(Hyperparameters):
         row per key.  Shares are padded with empty rows to the same row count,
         so the static schedule of ``prange`` (equal blocks of rows, in order)
         hands each thread exactly one share.
+
+        A training loop that makes new grad arrays every step keeps its param
+        arrays: then only the grads column is recomputed, from a template.
         """
         layout = step.layout
+        grad_starts = np.array(step.grad_starts, np.int64)
+        memo = self._table_memo
+        if (
+            memo is not None
+            and memo[1] == parts
+            and len(step.param_arrays) == len(layout.keys)
+            and _same_objects(memo[0], step.param_arrays)
+        ):
+            _, _, table, row_key, row_shift = memo
+            table[:, GRAD_COLUMN] = grad_starts[row_key] + row_shift
+            return table
         itemsize = layout.dtype.itemsize
         n_columns = 3 + len(self.state_names)
-        if not layout.total:
-            return np.zeros((0, n_columns), np.int64)
-        state_starts = [_address(self._state_flat[n]) for n in self.state_names]
-        bases = []  # per key: start address of its run in each array
-        for p, g, offset in zip(step.param_views, step.grad_views, layout.offsets):
-            bases.append([_address(p), _address(g), *(a + offset * itemsize for a in state_starts)])
-        share = -(-layout.total // parts)
-        shares = [[] for _ in range(parts)]
-        for key_bases, offset, size in zip(bases, layout.offsets, layout.sizes):
+        state_starts = [_address(self._state_flat[n]) for n in self.state_names] if layout.total else []
+        share = max(1, -(-layout.total // parts))
+        shares = [[] for _ in range(parts)]  # rows of (key, first element, length)
+        for key, (offset, size) in enumerate(zip(layout.offsets, layout.sizes)):
             start = 0
             while start < size:
                 j = (offset + start) // share
                 length = min(size - start, (j + 1) * share - (offset + start))
-                shares[j].append([length, *(b + start * itemsize for b in key_bases)])
+                shares[j].append((key, start, length))
                 start += length
-        padding = [0, *bases[0]]
         width = max(len(rows) for rows in shares)
-        table = [row for rows in shares for row in rows + [padding] * (width - len(rows))]
-        return np.array(table, dtype=np.int64).reshape(len(table), n_columns)
+        rows = [row for rows in shares for row in rows + [(0, 0, 0)] * (width - len(rows))]
+        row_key = np.array([key for key, _, _ in rows], np.int64)
+        row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
+        table = np.zeros((len(rows), n_columns), np.int64)
+        if rows:
+            param_starts = np.array([_address(p) if p.size else 0 for p in step.param_views], np.int64)
+            offsets = np.array(layout.offsets, np.int64) * itemsize
+            table[:, LENGTH_COLUMN] = [length for _, _, length in rows]
+            table[:, PARAM_COLUMN] = param_starts[row_key] + row_shift
+            table[:, GRAD_COLUMN] = grad_starts[row_key] + row_shift
+            for column, start in enumerate(state_starts, GRAD_COLUMN + 1):
+                table[:, column] = start + offsets[row_key] + row_shift
+        self._table_memo = (step.param_arrays, parts, table, row_key, row_shift)
+        return table
 
     @property
     def parallel_min_size(self) -> int:
@@ -263,12 +305,30 @@ class Optimizer(Hyperparameters):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"parallel_min_size: expected an int >= 0, got {value!r}")
         self._parallel_min_size = value
-        self._plan = None  # its call was bound to the variant the old value picked
+        self._forget_kernel_choice()
 
-    def _pick(self, size: int):
-        if size >= self._parallel_min_size and PARALLEL.usable:
-            return self.kernel.parallel
-        return self.kernel.serial
+    @property
+    def parallel(self) -> bool | None:
+        """Which kernel runs updates of at least ``parallel_min_size`` elements.
+
+        ``None`` (the default): whichever of the serial and the parallel kernel
+        has been faster lately, timed in use.  Back-to-back updates favour the
+        parallel kernel; in a training loop the BLAS threads of the forward and
+        backward passes may still hold the cores, and then the serial one is
+        faster.  ``True``: always the parallel kernel; ``False``: never.  The
+        results are bitwise the same either way.
+        """
+        return self._parallel
+
+    @parallel.setter
+    def parallel(self, value: bool | None) -> None:
+        if value not in (None, True, False) or isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"parallel: expected None, True or False, got {value!r}")
+        self._parallel = value
+        self._forget_kernel_choice()
+
+    def _forget_kernel_choice(self) -> None:
+        self._plan = self._run = self._table_memo = None
 
     # -- validation (never writes) ----------------------------------------------
 
@@ -295,7 +355,7 @@ class Optimizer(Hyperparameters):
             p_kind, p_dtype, p_shape = describe("params", key, p)
             if step_dtype is None:
                 step_dtype = p_dtype
-            elif p_dtype != step_dtype:
+            elif p_dtype is not step_dtype and p_dtype != step_dtype:
                 where = "the layout fixed at the first update" if layout else "other params"
                 raise DTypeMismatchError(
                     f"params[{key!r}]: expected dtype {step_dtype} ({where}), got {p_dtype}; "
@@ -307,7 +367,7 @@ class Optimizer(Hyperparameters):
                     f"(fixed at the first update), got {p_shape}"
                 )
             g_kind, g_dtype, g_shape = describe("grads", key, g)
-            if g_dtype != p_dtype:
+            if g_dtype is not p_dtype and g_dtype != p_dtype:
                 raise DTypeMismatchError(
                     f"grads[{key!r}]: expected dtype {p_dtype} (the dtype of params[{key!r}]), "
                     f"got {g_dtype}"
@@ -337,14 +397,22 @@ class Optimizer(Hyperparameters):
                 step.param_views.append(np.array([p], dtype=p_dtype))
                 step.writeback.append((key, i, p_kind))
             if g_kind is Kind.ARRAY:
-                grad_arrays.append((key, g))
-                if not g.flags.c_contiguous:
-                    g = np.ascontiguousarray(g)
+                if g.flags.c_contiguous:
+                    view = g.ravel()
+                    start = _address(view) if g.size else 0
+                    grad_arrays.append((key, g, start, start + g.nbytes))
+                else:
+                    lo, hi = np.lib.array_utils.byte_bounds(g)
+                    grad_arrays.append((key, g, lo, hi))
+                    view = np.ascontiguousarray(g).ravel()
+                    start = _address(view) if g.size else 0
                     step.per_call_copies = True
-                step.grad_views.append(g.ravel())
             else:
-                step.grad_views.append(np.array([g], dtype=g_dtype))
+                view = np.array([g], dtype=g_dtype)
+                start = _address(view)
                 step.per_call_copies = True
+            step.grad_views.append(view)
+            step.grad_starts.append(start)
 
         if layout is None:
             step.layout = Layout.from_shapes(keys, shapes, step_dtype or np.float64)
@@ -356,6 +424,7 @@ class Optimizer(Hyperparameters):
         if memo is None or not _same_objects(memo[0], param_arrays):
             memo = self._param_memo = (param_arrays, _OwnedMemory(param_arrays, self._state_flat))
         memo[1].check_grads(grad_arrays)
+        step.param_arrays = param_arrays
         return step
 
     def _allocate_state(self, layout: Layout) -> None:
@@ -365,7 +434,7 @@ class Optimizer(Hyperparameters):
         self._scalar_view = memoryview(self._scalars)
         self._scalars_version = -1
         self._state_flat = {n: np.zeros(layout.total, layout.dtype) for n in self.state_names}
-        self._plan = self._param_memo = None
+        self._plan = self._param_memo = self._run = self._table_memo = None
 
     # -- inspection -------------------------------------------------------------
 
@@ -420,7 +489,7 @@ class Optimizer(Hyperparameters):
         self.hyperparameter_version += 1
         if layout is None:
             self._layout, self._state_flat = None, {}
-            self._plan = self._param_memo = None
+            self._plan = self._param_memo = self._run = self._table_memo = None
         else:
             self._allocate_state(layout)
         for name, buffer in flat.items():
@@ -443,7 +512,7 @@ def _check_keys(params: Mapping, grads: Mapping, layout: Layout | None) -> None:
                 if part
             )
         )
-    if layout is not None and (len(params) != len(layout.keys) or any(k not in params for k in layout.keys)):
+    if layout is not None and params.keys() != layout.keyset:
         missing = [k for k in layout.keys if k not in params]
         extra = [k for k in params if k not in layout.keys]
         raise KeyMismatchError(
@@ -495,11 +564,11 @@ class _OwnedMemory:
         self.ends = [r[1] for r in ranges]
 
     def check_grads(self, grad_arrays) -> None:
+        """``grad_arrays``: (key, grad, first byte, byte after the last) each."""
         ranges, ends = self.ranges, self.ends
-        for key, g in grad_arrays:
-            if not g.size:
+        for key, g, lo, hi in grad_arrays:
+            if lo == hi:
                 continue
-            lo, hi = _extent(g)
             j = bisect.bisect_right(ends, lo)
             while j < len(ranges) and ranges[j][0] < hi:
                 # A strided grad's extent can straddle a param it never touches.

@@ -9,8 +9,13 @@ from fastopt.registry import RULES
 
 RULE_IDS = [r.name for r in RULES]
 DTYPES = [np.float32, np.float64]
-SERIAL = 1 << 62  # parallel_min_size that never picks the parallel kernel
-PARALLEL = 0  # parallel_min_size that always does
+SERIAL, PARALLEL = "serial", "parallel"
+
+
+def use_kernel(opt, variant: str) -> None:
+    """Make ``opt`` run one kernel variant on every update, whatever the size."""
+    opt.parallel_min_size = 0
+    opt.parallel = variant == PARALLEL
 
 
 def rule_configs():

@@ -21,6 +21,7 @@ from conftest import (
     make_params,
     random_grads,
     rule_configs,
+    use_kernel,
 )
 
 STEPS = 200
@@ -28,7 +29,7 @@ STEPS = 200
 
 def run_both(rule, kwargs, params, steps, rng, variant, arena=False, grad_scale=1.0):
     fast, ref = rule.fast(**kwargs), rule.reference(**kwargs)
-    fast.parallel_min_size = variant
+    use_kernel(fast, variant)
     fast_params, ref_params = copy_params(params), copy_params(params)
     if arena:
         fast_params = fastopt.flatten(fast_params)
@@ -160,7 +161,7 @@ def test_changing_hyperparameters_between_steps_matches_and_never_recompiles(rul
             opt.lr = 0.001 * i
             if "weight_decay" in rule.fast.hyperparameter_names:
                 opt.weight_decay = 0.0 if i % 3 else 0.01 * i
-        fast.parallel_min_size = SERIAL if i % 2 else PARALLEL
+        use_kernel(fast, SERIAL if i % 2 else PARALLEL)
         grads = random_grads(params, rng)
         fast.update(fp, grads)
         ref.update(rp, grads)

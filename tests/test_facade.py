@@ -10,7 +10,7 @@ from fastopt._jit import Kernel
 from fastopt.book import Affine
 from fastopt.registry import RULES
 
-from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, random_grads
+from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, random_grads, use_kernel
 
 rules = pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 
@@ -144,15 +144,51 @@ def test_plain_dict_update_is_one_kernel_call_too(rule):
     assert counter.calls == [("serial", 33)] * 2
 
 
-def test_parallel_variant_is_picked_by_total_size():
+def test_kernel_variant_follows_parallel_min_size_and_parallel():
     opt = fastopt.Adam()
     counter = count_calls(opt)
-    opt.parallel_min_size = 10
-    opt.update({"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)})
-    opt.update({"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)})
+    params, grads = {"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)}
+    opt.parallel = True
+    opt.parallel_min_size = 10  # total 9: below, so serial even when parallel is True
+    opt.update(params, grads)
     opt.parallel_min_size = 9
-    opt.update({"a": np.ones(4), "b": np.ones(5)}, {"a": np.ones(4), "b": np.ones(5)})
-    assert counter.calls == [("serial", 9), ("serial", 9), ("parallel", 9)]
+    opt.update(params, grads)
+    opt.parallel = False
+    opt.update(params, grads)
+    opt.parallel = None  # timed: three calls of each first, serial first
+    for _ in range(6):
+        opt.update(params, grads)
+    assert counter.calls == [("serial", 9), ("parallel", 9), ("serial", 9)] + [("serial", 9)] * 3 + [("parallel", 9)] * 3
+    with pytest.raises(ValueError, match="parallel"):
+        opt.parallel = "yes"
+
+
+def test_faster_of_runs_the_faster_kernel_and_keeps_probing():
+    import time
+
+    from fastopt._jit import FasterOf
+
+    calls = []
+    durations = {"serial": 0.004, "parallel": 0.001}
+
+    def kernel(name):
+        def run():
+            calls.append(name)
+            time.sleep(durations[name])
+        return run
+
+    runner = FasterOf(kernel("serial"), kernel("parallel"))
+    for _ in range(120):
+        runner()
+    assert calls[:6] == ["serial"] * 3 + ["parallel"] * 3  # both timed first
+    assert calls[6:38] == ["parallel"] * 32  # then the faster one
+    assert calls[38:41] == ["serial"] * 3  # the other re-timed after PROBE_EVERY calls
+    assert calls[41:105] == ["parallel"] * 64  # confirmed: the next wait doubles
+    assert calls[105:108] == ["serial"] * 3
+    durations.update(serial=0.0005, parallel=0.004)  # the machine got busy
+    for _ in range(300):
+        runner()
+    assert calls[-20:].count("serial") >= 19
 
 
 def test_segment_table_gives_each_thread_an_equal_share():
@@ -271,7 +307,7 @@ def test_replayed_steps_with_reused_grads_follow_hyperparameter_changes(rule):
             for o in (opt, ref):
                 o.lr = 0.001 * (i + 1)
         if i % 5 == 2:
-            opt.parallel_min_size = SERIAL if opt.parallel_min_size == PARALLEL else PARALLEL
+            use_kernel(opt, SERIAL if opt.parallel else PARALLEL)
         opt.update(params, grads)
         ref.update(ref_params, grads)
     assert_same(params, ref_params)

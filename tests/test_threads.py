@@ -26,7 +26,8 @@ COMMON = textwrap.dedent(
         grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
                  for _ in range(steps)]
         fast, ref = rule.fast(), rule.reference()
-        fast.parallel_min_size = 0 if parallel else 1 << 62
+        fast.parallel_min_size = 0
+        fast.parallel = parallel
         fast_params = {k: v.copy() for k, v in params.items()}
         ref_params = {k: v.copy() for k, v in params.items()}
         for g in grads:
