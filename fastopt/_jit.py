@@ -207,8 +207,8 @@ class FasterOf:
     parallel 724 us at 3e5 elements).  So calls are timed: each kernel runs
     ``WINDOW`` calls in a row at first, then the faster one runs, and after a
     while the other gets ``WINDOW`` calls in a row again.  Each is judged by
-    the median of its last ``WINDOW`` timings, so the first call of a run,
-    which may have to wake sleeping threads, does not decide alone.  A re-run
+    the fastest of its last ``WINDOW`` timings - noise only ever adds time, and
+    the first call of a run may have to wake sleeping threads.  A re-run
     that confirms the choice doubles the wait before the next (from
     ``PROBE_EVERY`` up to ``MAX_PROBE_EVERY`` calls); one that overturns it
     resets the wait.  Timing costs ~0.1 us, next to kernels of 10 us and more
@@ -219,10 +219,12 @@ class FasterOf:
     MAX_PROBE_EVERY = 1024
     WINDOW = 3
 
-    __slots__ = ("calls", "recent", "choice", "probe_every", "next_probe", "probing")
+    __slots__ = ("calls", "bound", "recent", "choice", "probe_every", "next_probe", "probing")
 
-    def __init__(self, serial: Callable, parallel: Callable):
-        self.calls = (serial, parallel)
+    def __init__(self, serial: Callable, parallel: Callable[[], Callable]):
+        """``parallel`` makes the parallel call when first needed (it compiles)."""
+        self.calls = [serial, parallel]
+        self.bound = False
         self.recent = ([], [])
         self.choice = 0
         self.probe_every = self.PROBE_EVERY
@@ -239,6 +241,9 @@ class FasterOf:
             which = 1 - self.choice
         else:
             which = self.choice
+        if which and not self.bound:
+            self.calls[1] = self.calls[1]()
+            self.bound = True
         start = _perf_counter()
         self.calls[which](*args)
         elapsed = _perf_counter() - start
@@ -252,7 +257,7 @@ class FasterOf:
             self.probing = probing - 1
             if probing == 1:  # a run of the other kernel just ended: decide again
                 serial, parallel = self.recent
-                choice = 0 if _median(serial) <= _median(parallel) else 1
+                choice = 0 if min(serial) <= min(parallel) else 1
                 if choice == self.choice:
                     self.probe_every = min(2 * self.probe_every, self.MAX_PROBE_EVERY)
                 else:
@@ -263,11 +268,6 @@ class FasterOf:
             self.next_probe -= 1
             if self.next_probe <= 0:
                 self.probing = self.WINDOW
-
-
-def _median(values: list) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
 
 
 # -- segment tables -------------------------------------------------------------

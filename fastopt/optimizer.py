@@ -234,9 +234,11 @@ class Optimizer(Hyperparameters):
         serial = bound_call(self.kernel.serial, args)
         if not may_run_parallel:
             return serial
-        parallel = serialized(bound_call(self.kernel.parallel, args))
+        def parallel():
+            return serialized(bound_call(self.kernel.parallel, args))
+
         if self._parallel is True:
-            return parallel
+            return parallel()
         return FasterOf(serial, parallel)
 
     def _segment_table(self, step: _Step, parts: int) -> np.ndarray:

@@ -177,7 +177,7 @@ def test_faster_of_runs_the_faster_kernel_and_keeps_probing():
             time.sleep(durations[name])
         return run
 
-    runner = FasterOf(kernel("serial"), kernel("parallel"))
+    runner = FasterOf(kernel("serial"), lambda: kernel("parallel"))
     for _ in range(120):
         runner()
     assert calls[:6] == ["serial"] * 3 + ["parallel"] * 3  # both timed first
