@@ -6,8 +6,8 @@ Method
 For each rule, size and layout, every implementation gets its own params,
 grads and state, is warmed up (compiled, buffers touched), then timed in
 *interleaved rounds*: round r runs a batch of updates of each implementation
-in turn (the order rotates every round), so a burst of machine noise hits all
-of them alike.  The figure reported is the median over rounds of the time per
+in turn (the order rotates every round; each batch starts with one untimed
+call), so a burst of machine noise hits all of them alike.  The figure reported is the median over rounds of the time per
 update.  Ratios compare medians from the same run.
 
 The *roof* is a kernel with the same memory traffic as the rule (params and
@@ -181,6 +181,10 @@ def time_interleaved(steps: dict, rounds: int) -> dict[str, list[float]]:
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             step, k = steps[name], batches[name]
+            # One untimed call first: the first call after another
+            # implementation ran pays for caches, TLBs and sleeping threads
+            # (measured up to 1.7x at 1e7 elements).
+            step()
             start = clock()
             for _ in range(k):
                 step()
