@@ -19,6 +19,7 @@ from .errors import (
     KeyMismatchError,
     KeyTypeError,
     LayoutError,
+    NonFiniteGradientError,
     ShapeMismatchError,
     StateFileError,
 )
@@ -54,5 +55,6 @@ __all__ = [
     "LayoutError",
     "AliasingError",
     "HyperparameterError",
+    "NonFiniteGradientError",
     "StateFileError",
 ]

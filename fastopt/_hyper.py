@@ -91,7 +91,7 @@ class Hyperparameters:
                 if isinstance(value, Hyperparameter) and name not in names:
                     names.append(name)
         cls.hyperparameter_names = tuple(names)
-        cls.__signature__ = inspect.Signature(
+        cls.__signature__ = cls.hyperparameter_signature = inspect.Signature(
             [
                 inspect.Parameter(
                     n,
@@ -104,7 +104,7 @@ class Hyperparameters:
 
     def __init__(self, *args, **kwargs):
         try:
-            bound = self.__signature__.bind(*args, **kwargs)
+            bound = self.hyperparameter_signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{type(self).__name__}(): {exc}") from None
         bound.apply_defaults()

@@ -311,3 +311,36 @@ def _array_at(address, size, like):
 def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:
     """Compile a small serial helper that the Python facade calls (never a kernel)."""
     return _jit(py_func, parallel=False)
+
+
+
+# -- the non-finite check -----------------------------------------------------
+
+
+def _find_nonfinite(table, like):
+    """Index of the first row whose grads hold a nan or inf, or -1.
+
+    Every row is checked (in parallel when compiled so); the answer is the
+    lowest such row, whatever the thread count.
+    """
+    bad = np.zeros(table.shape[0], np.bool_)
+    for row in numba.prange(table.shape[0]):
+        g = array_at(table[row, 2], table[row, 0], like)
+        for i in range(g.size):
+            if not np.isfinite(g[i]):
+                bad[row] = True
+                break
+    for row in range(bad.size):
+        if bad[row]:
+            return row
+    return -1
+
+
+_NONFINITE = kernel(_find_nonfinite)
+
+
+def nonfinite_finder(parallel: bool) -> Callable:
+    """The non-finite check, parallel (under the parallel lock) or serial."""
+    if parallel:
+        return serialized(_NONFINITE.parallel)
+    return _NONFINITE.serial

@@ -48,3 +48,7 @@ class StateFileError(FastoptInputError, ValueError):
 
 class KeyTypeError(FastoptInputError, TypeError):
     """A params or grads key is not a str (state is saved by parameter name)."""
+
+
+class NonFiniteGradientError(FastoptInputError, FloatingPointError):
+    """A gradient holds nan or inf and the optimizer was told to raise."""

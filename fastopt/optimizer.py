@@ -23,6 +23,7 @@ same arrays (see :class:`_Plan`).
 from __future__ import annotations
 
 import bisect
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -32,13 +33,14 @@ import numpy as np
 from . import _checkpoint
 from ._hyper import Hyperparameters
 from ._jit import LENGTH as LENGTH_COLUMN
-from ._jit import PARALLEL, FasterOf, Kernel, bound_call, helper, serialized
+from ._jit import PARALLEL, FasterOf, Kernel, bound_call, helper, nonfinite_finder, serialized
 from ._layout import Kind, Layout, check_key, describe
 from .errors import (
     AliasingError,
     DTypeMismatchError,
     KeyMismatchError,
     LayoutError,
+    NonFiniteGradientError,
     ShapeMismatchError,
 )
 
@@ -48,6 +50,8 @@ from .errors import (
 #: costs a few microseconds; SGD, with less work per element, breaks even
 #: later.  Override per instance with ``opt.parallel_min_size = n``.
 PARALLEL_MIN_SIZE = 30_000
+NONFINITE_CHOICES = ("propagate", "skip", "raise")
+_PROPAGATE = NONFINITE_CHOICES[0]
 PARAM_COLUMN, GRAD_COLUMN = LENGTH_COLUMN + 1, LENGTH_COLUMN + 2
 
 
@@ -87,10 +91,11 @@ class _Plan:
     stays valid as long as the plan exists.
     """
 
-    __slots__ = ("table", "keepalive", "writeback", "entries", "dtype", "n")
+    __slots__ = ("table", "row_key", "keepalive", "writeback", "entries", "dtype", "n")
 
-    def __init__(self, table, step: _Step):
+    def __init__(self, table, row_key, step: _Step):
         self.table = table
+        self.row_key = row_key
         self.keepalive = (step.param_views, step.grad_views)
         self.writeback = [(key, step.param_views[i], kind) for key, i, kind in step.writeback]
         self.entries = [(k, p, g, p.shape) for k, p, g in step.arrays]
@@ -134,8 +139,20 @@ class Optimizer(Hyperparameters):
     #: hyperparameter changes.
     n_step_scalars: int = 0
 
-    def __init__(self, *args, **kwargs):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = cls.hyperparameter_signature.replace(
+            parameters=[
+                *cls.hyperparameter_signature.parameters.values(),
+                inspect.Parameter("nonfinite", inspect.Parameter.KEYWORD_ONLY, default=_PROPAGATE),
+            ]
+        )
+
+    def __init__(self, *args, nonfinite: str = _PROPAGATE, **kwargs):
         super().__init__(*args, **kwargs)
+        self.nonfinite = nonfinite
+        #: Updates skipped because of a non-finite gradient (nonfinite="skip").
+        self.skipped_steps = 0
         # The kernel advances this counter in the same call that updates the
         # params, so the two can never disagree.
         self._step = np.zeros(1, np.int64)
@@ -183,6 +200,17 @@ class Optimizer(Hyperparameters):
             or not plan.matches(params, grads)
         ):
             plan = self._prepare(params, grads)
+        if self._nonfinite is not _PROPAGATE:
+            row = self._find_nonfinite(plan.table, self._scalars)
+            if row >= 0:
+                key = self._layout.keys[plan.row_key[row]]
+                if self._nonfinite == "skip":
+                    self.skipped_steps += 1
+                    return
+                raise NonFiniteGradientError(
+                    f"grads[{key!r}] holds a non-finite value (nan or inf); nothing was updated "
+                    "(nonfinite='raise')"
+                )
         # Nothing below can fail on bad input.  Assigning a Python float to an
         # item of a float32 memoryview is one C cast: it rounds exactly as
         # np.float32(x) does (beyond float32's range to inf), several times
@@ -209,6 +237,9 @@ class Optimizer(Hyperparameters):
 
     def _prepare(self, params, grads) -> _Plan:
         """Validate a call that does not repeat the last one; plan its kernel call."""
+        # The segment table below may be rewritten in place; no stored plan may
+        # point at it meanwhile, even if an interrupt lands in between.
+        self._plan = None
         step = self._validate(params, grads)
         if self._layout is None:
             self._allocate_state(step.layout)
@@ -216,10 +247,12 @@ class Optimizer(Hyperparameters):
         # Balanced for the thread count of now; numba.set_num_threads() later
         # changes no result, only how evenly the work is shared until the
         # next full validation.
-        table = self._segment_table(step, numba.get_num_threads() if may_run_parallel else 1)
+        parts = numba.get_num_threads() if may_run_parallel else 1
+        table, row_key = self._segment_table(step, parts)
         if self._run is None:
             self._run = self._runner(table, may_run_parallel)
-        plan = _Plan(table, step)
+            self._find_nonfinite = nonfinite_finder(parts > 1)
+        plan = _Plan(table, row_key, step)
         # Copies made for this call only (scalar params, copied grads) cannot
         # be replayed.
         self._plan = None if (step.writeback or step.per_call_copies) else plan
@@ -241,14 +274,12 @@ class Optimizer(Hyperparameters):
             return parallel()
         return FasterOf(serial, parallel)
 
-    def _segment_table(self, step: _Step, parts: int) -> np.ndarray:
-        """Rows of (length, address in params, grads, each state buffer).
+    def _segment_table(self, step: _Step, parts: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of (length, address in params, grads, each state buffer), and
+        the layout key index of each row.
 
         The elements of all keys, in layout order, are cut into ``parts``
-        equal shares, one per thread; a share that spans several keys gets a
-        row per key.  Shares are padded with empty rows to the same row count,
-        so the static schedule of ``prange`` (equal blocks of rows, in order)
-        hands each thread exactly one share.
+        equal shares, one per thread (see :func:`split_into_shares`).
 
         A training loop that makes new grad arrays every step keeps its param
         arrays: then only the grads column is recomputed, from a template.
@@ -264,25 +295,15 @@ class Optimizer(Hyperparameters):
         ):
             _, _, table, row_key, row_shift = memo
             table[:, GRAD_COLUMN] = grad_starts[row_key] + row_shift
-            return table
+            return table, row_key
         itemsize = layout.dtype.itemsize
         n_columns = 3 + len(self.state_names)
-        state_starts = [_address(self._state_flat[n]) for n in self.state_names] if layout.total else []
-        share = max(1, -(-layout.total // parts))
-        shares = [[] for _ in range(parts)]  # rows of (key, first element, length)
-        for key, (offset, size) in enumerate(zip(layout.offsets, layout.sizes)):
-            start = 0
-            while start < size:
-                j = (offset + start) // share
-                length = min(size - start, (j + 1) * share - (offset + start))
-                shares[j].append((key, start, length))
-                start += length
-        width = max(len(rows) for rows in shares)
-        rows = [row for rows in shares for row in rows + [(0, 0, 0)] * (width - len(rows))]
+        rows = split_into_shares(layout.sizes, parts)
         row_key = np.array([key for key, _, _ in rows], np.int64)
         row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
         table = np.zeros((len(rows), n_columns), np.int64)
         if rows:
+            state_starts = [_address(self._state_flat[n]) for n in self.state_names]
             param_starts = np.array([_address(p) if p.size else 0 for p in step.param_views], np.int64)
             offsets = np.array(layout.offsets, np.int64) * itemsize
             table[:, LENGTH_COLUMN] = [length for _, _, length in rows]
@@ -291,7 +312,7 @@ class Optimizer(Hyperparameters):
             for column, start in enumerate(state_starts, GRAD_COLUMN + 1):
                 table[:, column] = start + offsets[row_key] + row_shift
         self._table_memo = (step.param_arrays, parts, table, row_key, row_shift)
-        return table
+        return table, row_key
 
     @property
     def parallel_min_size(self) -> int:
@@ -308,6 +329,25 @@ class Optimizer(Hyperparameters):
             raise ValueError(f"parallel_min_size: expected an int >= 0, got {value!r}")
         self._parallel_min_size = value
         self._forget_kernel_choice()
+
+    @property
+    def nonfinite(self) -> str:
+        """What an update does when a gradient holds nan or inf.
+
+        ``"propagate"`` (the default, as PyTorch and optax do): nothing special,
+        the non-finite values flow into the params and state.  ``"skip"``:
+        leave params, state and step count as they are and count the step in
+        ``skipped_steps``.  ``"raise"``: raise :class:`NonFiniteGradientError`
+        naming the first offending key (layout order), with nothing changed.
+        The check is one pass over the grads, before anything is written.
+        """
+        return self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, value: str) -> None:
+        if value not in NONFINITE_CHOICES:
+            raise ValueError(f"nonfinite: expected one of {NONFINITE_CHOICES}, got {value!r}")
+        self._nonfinite = _PROPAGATE if value == _PROPAGATE else value
 
     @property
     def parallel(self) -> bool | None:
@@ -430,13 +470,21 @@ class Optimizer(Hyperparameters):
         return step
 
     def _allocate_state(self, layout: Layout) -> None:
-        self._layout = layout
         n_scalars = self.n_step_scalars + len(self.constant_scalars(self.hp))
-        self._scalars = np.zeros(n_scalars, layout.dtype)
-        self._scalar_view = memoryview(self._scalars)
-        self._scalars_version = -1
-        self._state_flat = {n: np.zeros(layout.total, layout.dtype) for n in self.state_names}
-        self._plan = self._param_memo = self._run = self._table_memo = None
+        scalars = np.zeros(n_scalars, layout.dtype)
+        # One dict update (a single C call): a KeyboardInterrupt cannot leave
+        # a layout without its buffers.
+        self.__dict__.update(
+            _layout=layout,
+            _scalars=scalars,
+            _scalar_view=memoryview(scalars),
+            _scalars_version=-1,
+            _state_flat={n: np.zeros(layout.total, layout.dtype) for n in self.state_names},
+            _plan=None,
+            _param_memo=None,
+            _run=None,
+            _table_memo=None,
+        )
 
     # -- inspection -------------------------------------------------------------
 
@@ -577,6 +625,34 @@ class _OwnedMemory:
                 if g.flags.c_contiguous or np.shares_memory(g, ranges[j][3]):
                     raise AliasingError(f"grads[{key!r}] shares memory with {ranges[j][2]}")
                 j += 1
+
+
+def split_into_shares(sizes, parts: int) -> list[tuple[int, int, int]]:
+    """Cut runs of ``sizes`` elements (in order) into ``parts`` equal shares.
+
+    Returns rows of (run index, first element in the run, length): a share
+    that spans several runs gets a row per run, and every share is padded with
+    empty rows ``(0, 0, 0)`` to the same row count, so that the static
+    schedule of ``prange`` - equal blocks of rows, in order - hands each
+    thread exactly one share.  Python ints throughout: layouts beyond 2**31
+    elements need no care.
+    """
+    total = sum(sizes)
+    if not total:
+        return []
+    share = -(-total // parts)
+    shares = [[] for _ in range(parts)]
+    offset = 0
+    for run, size in enumerate(sizes):
+        start = 0
+        while start < size:
+            j = (offset + start) // share
+            length = min(size - start, (j + 1) * share - (offset + start))
+            shares[j].append((run, start, length))
+            start += length
+        offset += size
+    width = max(len(rows) for rows in shares)
+    return [row for rows in shares for row in rows + [(0, 0, 0)] * (width - len(rows))]
 
 
 def _same_objects(keyed_a, keyed_b) -> bool:

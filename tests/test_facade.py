@@ -199,7 +199,8 @@ def test_segment_table_gives_each_thread_an_equal_share():
     opt = fastopt.Momentum()
     opt.update(params, grads)
     step = opt._validate(params, grads)
-    table = opt._segment_table(step, parts=3)
+    table, row_key = opt._segment_table(step, parts=3)
+    assert row_key[table[:, 0] > 0].tolist() == [0, 0, 0, 2, 3]
     assert table.shape[1] == 4  # length, p, g, v
     rows_per_share = len(table) // 3
     shares = [table[i * rows_per_share:(i + 1) * rows_per_share, 0].sum() for i in range(3)]
@@ -277,9 +278,11 @@ def test_signature_and_defaults_match_the_design_table(rule):
     }[rule.name]
     for cls in (rule.fast, rule.reference):
         sig = inspect.signature(cls)
-        assert {n: p.default for n, p in sig.parameters.items()} == expected
+        positional = {n: p.default for n, p in sig.parameters.items() if p.kind is not p.KEYWORD_ONLY}
+        assert positional == expected
         assert cls().hyperparameters() == expected
     assert rule.fast.__doc__ and "Reference" in rule.fast.__doc__
+    assert inspect.signature(rule.fast).parameters["nonfinite"].default == "propagate"
 
 
 def test_positional_hyperparameters_follow_the_constructor_order():
@@ -372,3 +375,28 @@ def test_memoryview_float32_assignment_rounds_like_numpy():
     for x, e in zip(values.tolist(), expected):
         view[0] = x
         assert buffer.tobytes() == e.tobytes(), x
+
+
+def test_shares_of_layouts_beyond_2_to_the_31_elements():
+    # The arithmetic only: no memory is allocated.
+    from fastopt._layout import Layout
+    from fastopt.optimizer import split_into_shares
+
+    shapes = [(50_000, 50_000), (3,), (2**31 + 7,)]
+    layout = Layout.from_shapes(["a", "b", "c"], shapes, np.float32)
+    assert layout.offsets == (0, 2_500_000_000, 2_500_000_003)
+    assert layout.total == 2_500_000_003 + 2**31 + 7 > 2**32
+    rows = split_into_shares(layout.sizes, 4)
+    per_share = len(rows) // 4
+    shares = [sum(length for _, _, length in rows[i * per_share:(i + 1) * per_share]) for i in range(4)]
+    assert sum(shares) == layout.total and max(shares) - min(shares) < 4  # ceil(total / 4) each, the last less
+    # rows cover every element of every run exactly once, in order
+    covered = {}
+    for run, start, length in rows:
+        if length:
+            assert start == covered.get(run, 0)
+            covered[run] = start + length
+    assert covered == {0: 2_500_000_000, 1: 3, 2: 2**31 + 7}
+    # the byte offsets of the last row fit the int64 table
+    last_run, last_start, _ = [r for r in rows if r[2]][-1]
+    assert np.int64(last_start * 4) == last_start * 4 > 2**31

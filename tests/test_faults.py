@@ -1,0 +1,166 @@
+"""Interrupts and killed saves: nothing half-applied, no checkpoint lost."""
+
+from __future__ import annotations
+
+import _thread
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt.registry import BY_NAME
+
+from conftest import assert_same
+
+
+def _grads_for(params, n=7, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        out.append({k: (float(rng.standard_normal()) if type(v) is float
+                        else rng.standard_normal(np.shape(v)).astype(np.asarray(v).dtype))
+                    for k, v in params.items()})
+    return out
+
+
+def _setups():
+    rng = np.random.default_rng(1)
+    arrays = {"W": rng.standard_normal((40, 30)), "b": rng.standard_normal(30), "big": rng.standard_normal(40_000)}
+    return {
+        "fresh grads each step": (dict(arrays), False),
+        "arena, grads filled in place": (fastopt.flatten(arrays), True),
+        "python floats": ({"x": -7.0, "y": 2.0}, False),
+    }
+
+
+@pytest.mark.parametrize("setup", list(_setups()))
+@pytest.mark.parametrize("rule_name", ["Adam", "Nesterov"])
+def test_keyboard_interrupt_never_leaves_a_step_half_applied(setup, rule_name):
+    params, in_place = _setups()[setup]
+    start = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+    grads_cycle = _grads_for(params)
+    in_place_grads = fastopt.zeros_like(params) if in_place else None
+    opt = BY_NAME[rule_name].fast(lr=0.01)
+    opt.parallel = None
+
+    # Compile and start the thread pools first: an interrupt inside Numba's
+    # compiler is outside what an update can guarantee.
+    warm = BY_NAME[rule_name].fast(lr=0.01)
+    warm.parallel = True
+    warm.parallel_min_size = 0
+    warm_params = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in start.items()}
+    warm.update(warm_params, grads_cycle[0])
+    warm.parallel = False
+    warm.update(warm_params, grads_cycle[0])
+    fastopt.warmup(rules=[rule_name], dtypes=["float64"])
+
+    stop = threading.Event()
+    interrupts = {"sent": 0}
+
+    lock = threading.Lock()
+
+    def interrupter():
+        r = random.Random(0)
+        while True:
+            time.sleep(r.uniform(0.0002, 0.002))
+            with lock:
+                if stop.is_set():
+                    return
+                _thread.interrupt_main()
+                interrupts["sent"] += 1
+
+    caught = 0
+    thread = threading.Thread(target=interrupter, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        try:
+            while time.monotonic() < deadline:
+                g = grads_cycle[opt.step_count % len(grads_cycle)]
+                if in_place:
+                    for k in g:
+                        in_place_grads[k][...] = g[k]
+                    opt.update(params, in_place_grads)
+                else:
+                    opt.update(params, g)
+        except KeyboardInterrupt:
+            caught += 1
+    while True:  # stop the interrupter; an interrupt may still be on its way
+        try:
+            with lock:
+                stop.set()
+            thread.join()
+            time.sleep(0.01)
+            break
+        except KeyboardInterrupt:
+            caught += 1
+    assert caught > 30, caught
+
+    # Replay: the step count and the params must agree exactly.
+    ref = BY_NAME[rule_name].reference(lr=0.01)
+    ref_params = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in start.items()}
+    for i in range(opt.step_count):
+        ref.update(ref_params, grads_cycle[i % len(grads_cycle)])
+    assert_same(dict(params), ref_params)
+    for name in opt.state_names:
+        assert_same(opt.state[name], {k: np.asarray(v) for k, v in ref.state[name].items()})
+
+
+KILLED_SAVER = textwrap.dedent(
+    """
+    import sys, numpy as np, fastopt
+    path = sys.argv[1]
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((300, 200)).astype(np.float32), "b": np.zeros(200, np.float32)}
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()} for _ in range(5)]
+    opt = fastopt.Adam()
+    opt.update(params, grads[0])
+    opt.save(path)
+    print("ready", flush=True)  # a first checkpoint exists; now save over and over
+    while True:
+        opt.update(params, grads[opt.step_count % 5])
+        opt.save(path)
+    """
+)
+
+
+def _expected_state(step):
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((300, 200)).astype(np.float32), "b": np.zeros(200, np.float32)}
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()} for _ in range(5)]
+    opt = fastopt.Adam()
+    for i in range(step):
+        opt.update(params, grads[i % 5])
+    return opt
+
+
+def test_sigkill_during_save_never_loses_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    rng = random.Random(0)
+    trials, checked = 20, 0
+    for trial in range(trials):
+        child = subprocess.Popen([sys.executable, "-c", KILLED_SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.25))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        loaded = fastopt.Adam()
+        loaded.load(path)  # never corrupt: the rename is atomic
+        assert loaded.step_count >= 1
+        expected = _expected_state(loaded.step_count)
+        for name in ("m", "v"):
+            assert_same(loaded.state[name], expected.state[name])
+        checked += 1
+    assert checked == trials
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt.npz"]
+    # A kill mid-write leaves the temporary file behind (nothing can remove
+    # it); it is never mistaken for the checkpoint.
+    assert all(name.startswith(".fastopt-") and name.endswith(".tmp") for name in leftovers), leftovers
