@@ -316,8 +316,26 @@ def cold_start_seconds(cache_dir: str | None) -> tuple[float, float]:
     return time.perf_counter() - start, float(out.stdout.strip())
 
 
+def nonfinite_check_cost(rule: Rule, n: int, rounds: int = 9) -> float:
+    """Time of an update with nonfinite="skip" over one without (same run)."""
+    steps = {}
+    for mode in ("propagate", "skip"):
+        rng = np.random.default_rng(0)
+        params = {"w": rng.standard_normal(n).astype(np.float32)}
+        grads = {"w": (rng.standard_normal(n) * 1e-3).astype(np.float32)}
+        opt = rule.fast(nonfinite=mode)
+        steps[mode] = (lambda o, p, g: lambda: o.update(p, g))(opt, params, grads)
+    samples = time_interleaved(steps, rounds)
+    return statistics.median(samples["skip"]) / statistics.median(samples["propagate"])
+
+
 def extra_checks(rules) -> dict:
-    checks = {"allocation_bytes_at_1e7": {}, "cold_start": {}}
+    checks = {"allocation_bytes_at_1e7": {}, "cold_start": {}, "nonfinite_check_cost": {}}
+    for rule in rules:
+        if rule.name in ("SGD", "Adam"):
+            checks["nonfinite_check_cost"][rule.name] = {
+                f"{n:.0e}": nonfinite_check_cost(rule, n) for n in (100_000, 10_000_000)
+            }
     for rule in rules:
         checks["allocation_bytes_at_1e7"][rule.name] = {
             impl: allocation_per_update(impl, rule, 10_000_000) for impl in ("fastopt", "reference")
@@ -406,6 +424,10 @@ def report(results: list[Result], checks: dict | None, env: dict) -> str:
                 f"  {rule:<9} fastopt {per['fastopt']:>12,} B   reference {per['reference']:>12,} B"
                 f"  ({per['reference'] / 4e7:.1f} x N float32 temporaries)"
             )
+        if checks.get("nonfinite_check_cost"):
+            lines += ["", "nonfinite='skip' (one pass over the grads first): update time / time without the check"]
+            for rule, per in checks["nonfinite_check_cost"].items():
+                lines.append("  " + rule + "  " + "  ".join(f"N = {n}: {r:.2f}x" for n, r in per.items()))
         cold = checks["cold_start"]
         lines += [
             "",
