@@ -317,53 +317,52 @@ def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:
 # -- the non-finite check -----------------------------------------------------
 
 
-def _find_nonfinite32(table, like):
-    """Index of the first row whose float32 grads hold a nan or inf, or -1.
+def exponent_bits(values):
+    """``values`` seen as integers, and the mask of a float's exponent field.
 
-    A float is non-finite exactly when all its exponent bits are set; the
-    largest exponent field of a row is an integer max, which vectorises (an
-    early exit or a float reduction would not).  Every row is checked, in
+    A float is non-finite exactly when all its exponent bits are set.  This
+    Python version serves the interpreter; compiled code uses the overload.
+    """
+    if values.dtype == np.float32:
+        return values.view(np.int32), np.int32(0x7F800000)
+    return values.view(np.int64), np.int64(0x7FF0000000000000)
+
+
+@overload(exponent_bits)
+def _exponent_bits(values):
+    if values.dtype == nbtypes.float32:
+        return lambda values: (values.view(np.int32), np.int32(0x7F800000))
+    return lambda values: (values.view(np.int64), np.int64(0x7FF0000000000000))
+
+
+def _find_nonfinite(table, like):
+    """Index of the first row whose grads hold a nan or inf, or -1.
+
+    The largest exponent field of a row is an integer max, which vectorises
+    (an early exit or a float reduction would not).  Every row is checked, in
     parallel when compiled so; the answer is the lowest such row, whatever the
     thread count.
     """
     bad = np.zeros(table.shape[0], np.bool_)
     for row in numba.prange(table.shape[0]):
-        bits = array_at(table[row, 2], table[row, 0], like).view(np.int32)
-        top = 0
+        bits, mask = exponent_bits(array_at(table[row, 2], table[row, 0], like))
+        top = mask & 0
         for i in range(bits.size):
-            exponent = bits[i] & 0x7F800000
+            exponent = bits[i] & mask
             if exponent > top:
                 top = exponent
-        bad[row] = top == 0x7F800000
+        bad[row] = top == mask
     for row in range(bad.size):
         if bad[row]:
             return row
     return -1
 
 
-def _find_nonfinite64(table, like):
-    """The float64 twin of :func:`_find_nonfinite32`."""
-    bad = np.zeros(table.shape[0], np.bool_)
-    for row in numba.prange(table.shape[0]):
-        bits = array_at(table[row, 2], table[row, 0], like).view(np.int64)
-        top = 0
-        for i in range(bits.size):
-            exponent = bits[i] & 0x7FF0000000000000
-            if exponent > top:
-                top = exponent
-        bad[row] = top == 0x7FF0000000000000
-    for row in range(bad.size):
-        if bad[row]:
-            return row
-    return -1
+_NONFINITE = kernel(_find_nonfinite)
 
 
-_NONFINITE = {np.dtype(np.float32): kernel(_find_nonfinite32), np.dtype(np.float64): kernel(_find_nonfinite64)}
-
-
-def nonfinite_finder(parallel: bool, dtype) -> Callable:
-    """The non-finite check for ``dtype``, parallel (under the parallel lock) or serial."""
-    check = _NONFINITE[np.dtype(dtype)]
+def nonfinite_finder(parallel: bool) -> Callable:
+    """The non-finite check, parallel (under the parallel lock) or serial."""
     if parallel:
-        return serialized(check.parallel)
-    return check.serial
+        return serialized(_NONFINITE.parallel)
+    return _NONFINITE.serial

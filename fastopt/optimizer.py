@@ -251,7 +251,7 @@ class Optimizer(Hyperparameters):
         table, row_key = self._segment_table(step, parts)
         if self._run is None:
             self._run = self._runner(table, may_run_parallel)
-            self._find_nonfinite = nonfinite_finder(parts > 1, step.layout.dtype)
+            self._find_nonfinite = nonfinite_finder(parts > 1)
         plan = _Plan(table, row_key, step)
         # Copies made for this call only (scalar params, copied grads) cannot
         # be replayed.
