@@ -6,9 +6,9 @@ which order, with which shapes and one float dtype.  Each key owns the slice
 ints, so a layout larger than 2**31 elements needs no special care.
 
 :func:`flatten` and :func:`zeros_like` build *arena* dicts: every value is a
-view into one contiguous buffer laid out exactly as a :class:`Layout`.  When
-params and grads are both arenas, an update is one kernel call over the whole
-buffer.
+view into one contiguous buffer laid out exactly as a :class:`Layout`.  Every
+update is one kernel call either way; with arenas its memory is one contiguous
+run per buffer, and grads filled in place let repeat calls skip validation.
 """
 
 from __future__ import annotations
