@@ -439,13 +439,11 @@ class Optimizer(Hyperparameters):
                 step.param_views.append(np.array([p], dtype=p_dtype))
                 step.writeback.append((key, i, p_kind))
             if g_kind is Kind.ARRAY:
+                lo, hi = _extent(g)
+                grad_arrays.append((key, g, lo, hi))
                 if g.flags.c_contiguous:
-                    view = g.ravel()
-                    start = _address(view) if g.size else 0
-                    grad_arrays.append((key, g, start, start + g.nbytes))
+                    view, start = g.ravel(), lo
                 else:
-                    lo, hi = np.lib.array_utils.byte_bounds(g)
-                    grad_arrays.append((key, g, lo, hi))
                     view = np.ascontiguousarray(g).ravel()
                     start = _address(view) if g.size else 0
                     step.per_call_copies = True
