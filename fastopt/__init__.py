@@ -8,14 +8,17 @@ Every rule has a pure NumPy twin in :mod:`fastopt.reference`; the kernels
 reproduce it bit for bit.
 """
 
-from . import reference
+from . import reference, schedules
 from ._layout import flatten, zeros_like
+from ._reduce import global_norm
 from ._warmup import warmup
 from .errors import (
     AliasingError,
     DTypeMismatchError,
+    EmptyParamsError,
     FastoptInputError,
     HyperparameterError,
+    HyperparameterTypeError,
     KeyMismatchError,
     KeyTypeError,
     LayoutError,
@@ -44,6 +47,8 @@ __all__ = [
     "AdamW",
     "Optimizer",
     "reference",
+    "schedules",
+    "global_norm",
     "flatten",
     "zeros_like",
     "warmup",
@@ -55,6 +60,8 @@ __all__ = [
     "LayoutError",
     "AliasingError",
     "HyperparameterError",
+    "HyperparameterTypeError",
+    "EmptyParamsError",
     "NonFiniteGradientError",
     "StateFileError",
 ]

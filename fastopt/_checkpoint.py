@@ -1,12 +1,17 @@
 """Optimizer state as a dict and as a ``.npz`` file.
 
-The file holds one array per state name (the flat buffer) and a JSON header
-with the format name and version, the rule, the step count, the
-hyperparameters, the layout (keys, shapes, dtype) and a SHA-256 checksum over
-the header and the payload bytes.  ``save`` writes a temporary file in the
-target folder, flushes and fsyncs it, then renames it over the target, so the
-previous checkpoint survives a crash at any moment.  ``load`` checks
-everything before it changes anything.
+``state_dict`` holds the rule, the format version, the step count, the
+hyperparameters (numbers; built-in schedules as their config; a user's own
+callable by name only), the structure options (``amsgrad``, ...), the
+groups, the state dtype, the layout and a copy of every state buffer, keyed
+by parameter name.  ``load_state_dict`` validates all of it and builds the
+new state before it installs anything.
+
+The file (see :mod:`fastopt._npzfile` for the file level) holds one member
+per state name (the flat buffer) and a JSON header with everything else and
+a SHA-256 checksum over the header and the payload.  ``save`` hashes and
+writes one snapshot, taken under the optimizer's state lock, so saving from
+another thread while training writes a consistent file.
 """
 
 from __future__ import annotations
@@ -14,33 +19,82 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
+from . import _npzfile, schedules
+from ._hyper import is_schedule
 from ._layout import FLOAT_DTYPES, Layout
+from ._state import MAX_STEP, Snapshot
 from .errors import HyperparameterError, StateFileError
 
 FORMAT = "fastopt.state"
-VERSION = 1
-_HEADER = "header"
+VERSION = 2
 _PAYLOAD_PREFIX = "state."
 
 
+class MissingSchedule:
+    """Stands for a user's own schedule after loading: it must be set again."""
+
+    def __init__(self, owner: str, name: str, saved_as: str):
+        self.where, self.saved_as = f"{owner}.{name}", saved_as
+
+    def __call__(self, count):
+        raise HyperparameterError(
+            f"{self.where} was the user schedule {self.saved_as!r} when the state was saved; a user's "
+            f"callable is saved by name only: assign it again after loading ({self.where} = ...)"
+        )
+
+    def __repr__(self):
+        return f"<schedule {self.saved_as!r}, to be set again after loading>"
+
+
+def _encode(value):
+    if type(value) is float:
+        return value
+    if isinstance(value, schedules.Schedule):
+        return {"schedule": value.to_config()}
+    if isinstance(value, MissingSchedule):
+        return {"callable": value.saved_as}
+    return {"callable": getattr(value, "__qualname__", None) or repr(value)}
+
+
+def _decode(value, current, owner: str, name: str, where: str):
+    if not isinstance(value, Mapping):
+        return value
+    if "schedule" in value:
+        try:
+            return schedules.from_config(value["schedule"])
+        except HyperparameterError as exc:
+            raise _fail(f"hyperparameter {name!r}: {exc}", where) from None
+    saved_as = value.get("callable")
+    if not isinstance(saved_as, str):
+        raise _fail(f"hyperparameter {name!r}: corrupt value {value!r}", where)
+    if is_schedule(current) and getattr(current, "__qualname__", None) == saved_as:
+        return current
+    return MissingSchedule(owner, name, saved_as)
+
+
 def state_dict(opt) -> dict:
-    layout = opt.layout
+    with opt.optimizer_state.lock:  # one snapshot at a time; updates never wait
+        snapshot = opt.optimizer_state.snapshot()
+        hyper = {n: _encode(v) for n, v in opt.hyperparameters().items()}
+        groups = {p: {n: _encode(v) for n, v in g.overrides.items()} for p, g in opt.groups.items()}
+    layout = snapshot.layout
     return {
         "format": FORMAT,
         "version": VERSION,
         "rule": type(opt).__name__,
-        "step": opt.step_count,
-        "hyperparameters": opt.hyperparameters(),
+        "step": snapshot.step,
+        "hyperparameters": hyper,
+        "structure": dict(opt.structure_options()),
+        "groups": groups,
         "dtype": None if layout is None else layout.dtype.name,
+        "state_dtype": None if snapshot.state_dtype is None else snapshot.state_dtype.name,
         "keys": [] if layout is None else list(layout.keys),
         "shapes": {} if layout is None else dict(zip(layout.keys, layout.shapes)),
-        "state": {n: {k: v.copy() for k, v in views.items()} for n, views in opt.state.items()},
+        "state": {n: ({} if layout is None else layout.views(b)) for n, b in snapshot.buffers.items()},
     }
 
 
@@ -49,27 +103,42 @@ def _fail(message: str, where: str) -> StateFileError:
 
 
 def load_state_dict(opt, state: Mapping, where: str = "load_state_dict") -> None:
-    layout, step, hyper, flat = _validated(opt, state, where)
-    opt._restore(layout, step, hyper, flat)
+    hyper, groups, snapshot = _validated(opt, state, where)
+    opt.restore(hyper, groups, snapshot)
+
+
+def _validated_values(opt, values, where, what):
+    cls, owner = type(opt), type(opt).__name__
+    out = {}
+    for name, value in values.items():
+        if name not in cls.hyperparameter_names:
+            raise _fail(f"{what}: unknown hyperparameter {name!r}", where)
+        current = opt.hyperparameters()[name]
+        value = _decode(value, current, owner, name, where)
+        try:
+            out[name] = getattr(cls, name).validate(value, owner)
+        except (TypeError, HyperparameterError) as exc:
+            raise _fail(str(exc), where) from None
+    return out
 
 
 def _validated(opt, state, where):
-    """Check a state dict against ``opt``; return what ``_restore`` installs."""
+    """Check a state dict against ``opt``; return what ``restore`` installs."""
     if not isinstance(state, Mapping):
         raise _fail(f"expected a dict from state_dict(), got {type(state).__name__}", where)
     if state.get("format") != FORMAT:
         raise _fail(f"not a fastopt state (format {state.get('format')!r})", where)
     if state.get("version") != VERSION:
-        raise _fail(
-            f"format version {state.get('version')!r} is not supported (this fastopt reads {VERSION})",
-            where,
-        )
+        raise _fail(f"format version {state.get('version')!r} is not supported (this fastopt reads {VERSION})", where)
     rule = type(opt).__name__
     if state.get("rule") != rule:
         raise _fail(f"the state is for {state.get('rule')!r}, not {rule!r}", where)
     step = state.get("step")
-    if type(step) is not int or step < 0:
-        raise _fail(f"step must be an int >= 0, got {step!r}", where)
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
+        raise _fail(f"step must be an int in [0, {MAX_STEP}], got {step!r}", where)
+    if state.get("structure") != dict(opt.structure_options()):
+        raise _fail(f"the state was saved with {state.get('structure')!r}, this optimizer has "
+                    f"{dict(opt.structure_options())!r}", where)
 
     hyper_in = state.get("hyperparameters")
     if not isinstance(hyper_in, Mapping) or set(hyper_in) != set(opt.hyperparameter_names):
@@ -78,12 +147,13 @@ def _validated(opt, state, where):
             f"got {None if not isinstance(hyper_in, Mapping) else sorted(hyper_in)}",
             where,
         )
-    hyper = {}
-    for name in opt.hyperparameter_names:
-        try:
-            hyper[name] = getattr(type(opt), name).validate(hyper_in[name], rule)
-        except (TypeError, HyperparameterError) as exc:
-            raise _fail(str(exc), where) from None
+    hyper = _validated_values(opt, hyper_in, where, "hyperparameters")
+    groups_in = state.get("groups")
+    if not isinstance(groups_in, Mapping) or not all(
+        type(p) is str and isinstance(o, Mapping) for p, o in groups_in.items()
+    ):
+        raise _fail("groups must be a dict {pattern: {hyperparameter: value}}", where)
+    groups = {p: _validated_values(opt, o, where, f"groups[{p!r}]") for p, o in groups_in.items()}
 
     keys = state.get("keys")
     shapes = state.get("shapes")
@@ -93,80 +163,75 @@ def _validated(opt, state, where):
         raise _fail("keys must be unique", where)
     if not isinstance(shapes, Mapping) or set(shapes) != set(keys):
         raise _fail("shapes must give one shape per key", where)
-    try:
-        shape_list = [tuple(int(d) for d in shapes[k]) for k in keys]
-    except (TypeError, ValueError):
-        raise _fail("every shape must be a sequence of ints", where) from None
-    if any(d < 0 for s in shape_list for d in s):
-        raise _fail("shapes must not have negative sizes", where)
+    shape_list = [_npzfile.checked_shape(shapes[k], where, f"shapes[{k!r}]") for k in keys]
 
-    dtype_name = state.get("dtype")
+    names = opt.state_names
     if not keys:
-        if dtype_name is not None or step:
-            raise _fail("a state with no keys must have dtype None and step 0", where)
+        if state.get("dtype") is not None or step and names:
+            raise _fail("a state with no keys must have dtype None (and step 0 for a rule with state)", where)
         if opt.layout is not None:
             raise _fail(f"the state is empty but this optimizer holds keys {list(opt.layout.keys)}", where)
-        return None, 0, hyper, {}
-    try:
-        dtype = np.dtype(dtype_name)
-    except TypeError:
-        raise _fail(f"dtype {dtype_name!r} is not a NumPy dtype", where) from None
-    if dtype not in FLOAT_DTYPES:
-        raise _fail(f"dtype must be float32 or float64, got {dtype}", where)
+        return hyper, groups, Snapshot(None, step, None, {})
+    dtype = _float_dtype(state.get("dtype"), "dtype", where)
+    state_dtype = _float_dtype(state.get("state_dtype"), "state_dtype", where)
+    expected_state_dtype = opt.state_dtype_for(dtype)
+    if state_dtype != expected_state_dtype:
+        raise _fail(f"the state is stored as {state_dtype}, this optimizer keeps {expected_state_dtype} state "
+                    "(state_dtype must match)", where)
     layout = Layout.from_shapes(keys, shape_list, dtype)
     _check_against_current(opt.layout, layout, where)
 
     buffers = state.get("state")
-    if not isinstance(buffers, Mapping) or set(buffers) != set(opt.state_names):
+    if not isinstance(buffers, Mapping) or set(buffers) != set(names):
         raise _fail(
-            f"state must hold exactly {list(opt.state_names)}, "
+            f"state must hold exactly {list(names)}, "
             f"got {None if not isinstance(buffers, Mapping) else sorted(buffers)}",
             where,
         )
     flat = {}
-    for name in opt.state_names:
+    for name in names:
         per_key = buffers[name]
         if not isinstance(per_key, Mapping) or set(per_key) != set(keys):
-            raise _fail(f"state {name!r} must have one array per key {keys}", where)
-        buffer = np.empty(layout.total, dtype)
+            raise _fail(f"state {name!r} must have one array per key {list(keys)}", where)
+        buffer = np.empty(layout.total, state_dtype)
         for key, shape, piece in zip(keys, layout.shapes, layout.slices(buffer)):
             a = per_key[key]
-            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
-                got = (
-                    f"{a.dtype} array of shape {a.shape}"
-                    if isinstance(a, np.ndarray)
-                    else type(a).__name__
-                )
-                raise _fail(
-                    f"state {name!r}[{key!r}]: expected a {dtype} array of shape {shape}, got {got}",
-                    where,
-                )
+            if not isinstance(a, np.ndarray) or a.dtype != state_dtype or a.shape != shape:
+                got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise _fail(f"state {name!r}[{key!r}]: expected a {state_dtype} array of shape {shape}, got {got}",
+                            where)
             piece[...] = a.ravel()
         flat[name] = buffer
-    return layout, step, hyper, flat
+    return hyper, groups, Snapshot(layout, step, state_dtype, flat)
+
+
+def _float_dtype(name, what, where) -> np.dtype:
+    try:
+        dtype = np.dtype(name)
+    except TypeError:
+        raise _fail(f"{what} {name!r} is not a NumPy dtype", where) from None
+    if name is None or dtype not in FLOAT_DTYPES:
+        raise _fail(f"{what} must be float32 or float64, got {name!r}", where)
+    return dtype
 
 
 def _check_against_current(current: Layout | None, loaded: Layout, where: str) -> None:
     if current is None:
         return
     if set(current.keys) != set(loaded.keys):
-        raise _fail(
-            f"keys {sorted(loaded.keys)} differ from this optimizer's {sorted(current.keys)}", where
-        )
+        raise _fail(f"keys {sorted(loaded.keys)} differ from this optimizer's {sorted(current.keys)}", where)
     if current.dtype != loaded.dtype:
         raise _fail(f"dtype {loaded.dtype} differs from this optimizer's {current.dtype}", where)
     for key in loaded.keys:
         if loaded.shape_of(key) != current.shape_of(key):
-            raise _fail(
-                f"{key!r} has shape {loaded.shape_of(key)}, this optimizer's is {current.shape_of(key)}",
-                where,
-            )
+            raise _fail(f"{key!r} has shape {loaded.shape_of(key)}, this optimizer's is {current.shape_of(key)}",
+                        where)
 
 
 # -- files --------------------------------------------------------------------
 
 
-def _digest(header: dict, payload: dict[str, np.ndarray]) -> str:
+def _digest(header: dict, payload: Mapping[str, np.ndarray]) -> str:
     h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for name in sorted(payload):
         h.update(name.encode())
@@ -175,73 +240,48 @@ def _digest(header: dict, payload: dict[str, np.ndarray]) -> str:
 
 
 def save(opt, path) -> None:
-    path = os.fspath(path)
-    state = state_dict(opt)
+    where = f"save({path!r})"
+    state = state_dict(opt)  # copies, taken together under the state lock
     header = {k: v for k, v in state.items() if k not in ("state", "shapes")}
     header["shapes"] = {k: list(s) for k, s in state["shapes"].items()}
     header["state_names"] = list(opt.state_names)
     payload = {}
-    if opt.layout is not None:
-        payload = {_PAYLOAD_PREFIX + n: b for n, b in opt._state_flat.items()}
+    if state["keys"]:
+        layout = Layout.from_shapes(state["keys"], [state["shapes"][k] for k in state["keys"]], state["dtype"])
+        payload = {
+            _PAYLOAD_PREFIX + n: np.concatenate([views[k].ravel() for k in layout.keys])
+            for n, views in state["state"].items()
+        }
     header["sha256"] = _digest(header, payload)
-    arrays = {_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **payload}
-
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastopt-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    members = {_npzfile.HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **payload}
+    _npzfile.write_atomic(path, members, where)
 
 
 def load(opt, path) -> None:
-    path = os.fspath(path)
-    where = f"load({path!r})"
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files") or _HEADER not in npz.files:
-                raise _fail("not a fastopt state file (no header)", where)
-            header = json.loads(npz[_HEADER].tobytes().decode())
-            payload = {name: npz[name] for name in npz.files if name != _HEADER}
-    except StateFileError:
-        raise
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise _fail(f"unreadable or truncated file ({type(exc).__name__}: {exc})", where) from None
-    if not isinstance(header, dict):
-        raise _fail("corrupt header", where)
+    where = f"load({os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path!r})"
+
+    def expected_sizes(header):
+        keys = header.get("keys") or []
+        shapes = header.get("shapes") or {}
+        total = sum(int(np.prod(_npzfile.checked_shape(shapes.get(k), where, f"shapes[{k!r}]"))) for k in keys)
+        return {_PAYLOAD_PREFIX + n: total for n in opt.state_names} if keys else {}
+
+    header, payload = _npzfile.read_checked(path, where, expected_sizes=expected_sizes)
     checksum = header.pop("sha256", None)
     if checksum != _digest(header, payload):
         raise _fail("checksum mismatch: the file is corrupt", where)
     names = header.get("state_names")
-    if names != list(opt.state_names) and header.get("keys"):
+    if names != list(opt.state_names):
         raise _fail(f"state names {names} do not match {list(opt.state_names)}", where)
     state = dict(header)
     state["state"] = {}
     if header.get("keys"):
         try:
-            layout = Layout.from_shapes(
-                header["keys"], [header["shapes"][k] for k in header["keys"]], header["dtype"]
-            )
+            layout = Layout.from_shapes(header["keys"], [header["shapes"][k] for k in header["keys"]],
+                                        header["state_dtype"])
         except (KeyError, TypeError, ValueError) as exc:
             raise _fail(f"corrupt header ({exc})", where) from None
         for name in opt.state_names:
-            flat = payload.get(_PAYLOAD_PREFIX + name)
-            if flat is None or flat.shape != (layout.total,):
-                raise _fail(f"state {name!r} is missing or has the wrong size", where)
-            state["state"][name] = layout.views(flat)
+            state["state"][name] = layout.views(payload[_PAYLOAD_PREFIX + name])
+    state.pop("state_names", None)
     load_state_dict(opt, state, where)

@@ -1,11 +1,16 @@
-"""Hyperparameters: validated plain attributes.
+"""Hyperparameters: validated attributes, each a number or a schedule.
 
-A rule declares its hyperparameters once, as class attributes, in the order of
-its constructor.  The same declaration serves the Numba-backed class and its
-NumPy reference, so both have the same signature, defaults and checks.
-Assignment (``opt.lr = 5e-4``) is checked exactly like construction, and the
-value is stored as a Python float: kernels receive it cast to the array dtype,
-so changing it never recompiles anything.
+A rule declares its hyperparameters once, as :class:`Hyperparameter` class
+attributes in constructor order.  The same declaration serves the
+Numba-backed class and its NumPy reference: same signature, defaults, checks.
+
+Every value lives in one place, the owner's ``_hyper`` dict (so nothing can
+hold a second, stale copy), and is either a Python float or a *schedule*: a
+callable ``count -> float`` evaluated once per update (``count`` = updates
+applied before this one, optax's convention).  Assignment is checked exactly
+like construction; a schedule's values are checked when it is evaluated,
+before anything is written.  Kernels receive values cast to their arithmetic
+dtype, so changing one never recompiles anything.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numbers
 from types import SimpleNamespace
 from typing import Callable
 
-from .errors import HyperparameterError
+from .errors import HyperparameterError, HyperparameterTypeError
 
 
 def non_negative(x: float) -> bool:
@@ -31,15 +36,43 @@ def unit_interval(x: float) -> bool:
     return 0.0 <= x < 1.0
 
 
+def closed_unit_interval(x: float) -> bool:
+    return 0.0 <= x <= 1.0
+
+
+def above_one(x: float) -> bool:
+    return x > 1.0
+
+
 _RANGE_TEXT = {
     non_negative: ">= 0",
     positive: "> 0",
     unit_interval: "in [0, 1)",
+    closed_unit_interval: "in [0, 1]",
+    above_one: "> 1",
+}
+
+#: The values a test may draw for a hyperparameter with this check (finite,
+#: inside the range): tests derive their ranges from the checks.
+TEST_RANGES = {
+    non_negative: (0.0, 2.0),
+    positive: (1e-10, 1.0),
+    unit_interval: (0.0, 0.999),
+    closed_unit_interval: (0.0, 1.0),
+    above_one: (1.001, 3.0),
 }
 
 
+def range_text(check: Callable[[float], bool]) -> str:
+    return _RANGE_TEXT[check]
+
+
+def is_schedule(value) -> bool:
+    return callable(value) and not isinstance(value, (numbers.Real, bool))
+
+
 class Hyperparameter:
-    """A data descriptor holding one finite real hyperparameter."""
+    """A data descriptor holding one real hyperparameter (or a schedule of it)."""
 
     def __init__(self, default: float, check: Callable[[float], bool], doc: str = ""):
         self.default = float(default)
@@ -52,28 +85,50 @@ class Hyperparameter:
     def __get__(self, obj, owner=None):
         if obj is None:
             return self
-        return obj.__dict__[self.name]
+        return obj._hyper[self.name]
 
     def __set__(self, obj, value):
-        value = self.validate(value, type(obj).__name__)
-        obj.__dict__[self.name] = value
-        setattr(obj.hp, self.name, value)
-        # Tells an optimizer that caches its per-step scalars to recompute them.
-        obj.hyperparameter_version += 1
+        obj._hyper[self.name] = self.validate(value, obj._owner_name())
+        obj._hyperparameters_changed()
 
-    def validate(self, value, owner_name: str) -> float:
+    def validate(self, value, owner_name: str):
+        """A checked Python float, or the schedule itself (checked per update)."""
+        if is_schedule(value):
+            return value
+        return self.checked_value(value, f"{owner_name}.{self.name}")
+
+    def checked_value(self, value, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(
-                f"{owner_name}.{self.name}: expected a real number, "
+            raise HyperparameterTypeError(
+                f"{where}: expected a real number or a schedule (a callable count -> float), "
                 f"got {type(value).__name__} {value!r}"
             )
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:
+            raise HyperparameterError(f"{where}: expected a finite number, got {value!r}") from None
         if not math.isfinite(x) or not self.check(x):
             raise HyperparameterError(
-                f"{owner_name}.{self.name}: expected a finite number "
-                f"{_RANGE_TEXT[self.check]}, got {value!r}"
+                f"{where}: expected a finite number {_RANGE_TEXT[self.check]}, got {value!r}"
             )
         return x
+
+    def evaluate(self, value, count: int, where: str) -> float:
+        """``value`` at update ``count``: a float as is, a schedule called and checked."""
+        if type(value) is float:
+            return value
+        try:
+            result = value(count)
+        except Exception as exc:
+            raise HyperparameterError(
+                f"{where}: the schedule {_name_of(value)} raised {type(exc).__name__}: {exc} "
+                f"at count {count}"
+            ) from exc
+        return self.checked_value(result, f"{where} (schedule {_name_of(value)} at count {count})")
+
+
+def _name_of(schedule) -> str:
+    return getattr(schedule, "__qualname__", None) or repr(schedule)
 
 
 class Hyperparameters:
@@ -82,6 +137,8 @@ class Hyperparameters:
     Subclasses list :class:`Hyperparameter` attributes; the constructor takes
     them positionally or by keyword, in declaration order, with their defaults.
     """
+
+    hyperparameter_names: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -93,11 +150,7 @@ class Hyperparameters:
         cls.hyperparameter_names = tuple(names)
         cls.__signature__ = cls.hyperparameter_signature = inspect.Signature(
             [
-                inspect.Parameter(
-                    n,
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    default=getattr(cls, n).default,
-                )
+                inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=getattr(cls, n).default)
                 for n in names
             ]
         )
@@ -111,21 +164,32 @@ class Hyperparameters:
         # Validate every value before storing any, so a bad one leaves nothing
         # half-set.
         cls = type(self)
-        checked = {
-            n: getattr(cls, n).validate(v, cls.__name__)
-            for n, v in bound.arguments.items()
-        }
-        self.__dict__.update(checked)
-        #: The same values as plain attributes: reading ``opt.lr`` goes through
-        #: the validating descriptor (~100 ns), ``opt.hp.lr`` does not, which
-        #: matters in code that runs every step.
-        self.hp = SimpleNamespace(**checked)
-        self.hyperparameter_version = 0
+        checked = {n: getattr(cls, n).validate(v, cls.__name__) for n, v in bound.arguments.items()}
+        object.__setattr__(self, "_hyper", checked)
+        object.__setattr__(self, "hyperparameter_version", 0)
 
-    def hyperparameters(self) -> dict[str, float]:
-        """The current hyperparameters, by name."""
-        return {n: getattr(self, n) for n in self.hyperparameter_names}
+    def _owner_name(self) -> str:
+        return type(self).__name__
+
+    def _hyperparameters_changed(self) -> None:
+        self.hyperparameter_version += 1
+
+    def hyperparameters(self) -> dict:
+        """The current hyperparameters, by name (floats or schedules)."""
+        return dict(self._hyper)
+
+    def resolved(self, count: int, values: dict | None = None) -> SimpleNamespace:
+        """Every hyperparameter as a float at update ``count`` (schedules evaluated)."""
+        cls = type(self)
+        values = self._hyper if values is None else values
+        owner = self._owner_name()
+        return SimpleNamespace(
+            **{n: getattr(cls, n).evaluate(v, count, f"{owner}.{n}") for n, v in values.items()}
+        )
+
+    def has_schedule(self) -> bool:
+        return any(type(v) is not float for v in self._hyper.values())
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.hyperparameter_names)
+        args = ", ".join(f"{n}={v!r}" for n, v in self._hyper.items())
         return f"{type(self).__name__}({args})"

@@ -1,15 +1,38 @@
 """The one place that decides how fastopt compiles its kernels.
 
-Every rule kernel runs one whole update in one call.  It takes a *segment
-table* - one row per contiguous run of elements: its length, then the
-addresses of that run in the params, the grads and each state buffer - and
-loops over the rows with ``numba.prange``, and over each row's elements with
-a plain loop.  A dict of a dozen arrays, an arena, or one array are all one
-call: no per-key dispatch, threads shared across keys, and nothing a
-``KeyboardInterrupt`` can split (the kernel also advances the step counter).
-:func:`kernel` compiles each such function twice: a serial variant (``prange``
-acts as ``range``) and a ``parallel=True`` variant; the facade picks one by
-size.
+A rule supplies only its math (see :class:`RuleMath`): named scalars and a
+per-element update.  This module owns everything around it - the loop
+skeleton, the gradient prologue, the Numba flags, the cache, serial and
+parallel variants, threads and fork.
+
+**The kernel interface.**  Every update is one call of a generated kernel::
+
+    kernel(table, scalars, step, p_like, s_like)
+
+``table`` is the *segment table*, one row per contiguous run of elements:
+``LENGTH, GROUP, PARAM, GRAD, STATE...`` - the run's length, its group (a row
+of ``scalars``), then the run's address in the params, the grads and each
+state buffer.  ``scalars`` is 2-D, ``[group, name]``, in the *arithmetic
+dtype* (the wider of the params' and the state's); ``p_like`` and ``s_like``
+are empty arrays whose dtypes are the params' and the state's, so each buffer
+is read and written in its own dtype.  The kernel loops over the rows with
+``prange`` and over each row's elements with a plain loop, and advances the
+step counter, so a dict of arrays is one call and nothing can split a step.
+
+**The prologue** (the engine's, identical for every rule, in this order):
+clamp to ``[-clip_value, clip_value]`` (when ``clip_value > 0``), multiply
+by ``grad_scale`` (the clip-norm coefficient, negated for ``maximize``;
+``x * 1.0`` is exact, and IEEE rounding is symmetric in sign), then add
+``coupled_decay * p`` (when not 0).  The rule's update then gets ``p`` and
+``g`` already in the arithmetic dtype.
+
+**Generated, not chained.**  The kernel is generated from source text when a
+rule is defined: the skeleton, the prologue and the rule's update inlined
+into one loop, so one pass over memory does everything in a fixed operation
+order.  The text is compiled with this file as its file name, so Numba's
+on-disk cache works for it; its qualified name carries the rule, the
+variant and a digest of this file and the rule's file, so an edit to either
+means new cache entries, never stale machine code.
 
 The flags and why:
 
@@ -18,30 +41,25 @@ The flags and why:
   checks stop LLVM from vectorising and the division rules run 3-8x slower.
 * no ``fastmath``: fast-math lets LLVM contract ``a * b + c`` into an FMA and
   reassociate, which changes rounding.  The kernels promise bit-for-bit
-  agreement with the NumPy reference, and at large sizes the work is
-  memory-bound anyway.
-* ``nogil=True``: kernels touch no Python objects, so other Python threads run
-  while a step is computed.
+  agreement with the NumPy reference.
+* ``nogil=True``: kernels touch no Python objects.
 * ``cache=True`` only where Numba finds a writable cache directory; otherwise
   the kernels compile in memory and ``import fastopt`` still works.
-
-Numba's cache index does not record the ``parallel`` flag, and it notices
-edits to a kernel's own file only - not to helpers such as :func:`array_at`
-in this one.  So each variant is compiled from a copy of the function whose
-qualified name carries the variant and a digest of this file: a changed
-helper means new cache entries, never stale machine code.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 import os
+import signal
 import threading
 import types
+import warnings
 import weakref
-from time import perf_counter as _perf_counter
 from dataclasses import dataclass
+from time import perf_counter as _perf_counter
 from typing import Callable
 
 # After each parallel region, OpenMP workers spin waiting for more work: with
@@ -52,8 +70,7 @@ from typing import Callable
 # wake the workers on every parallel call.  10,000 spins keeps back-to-back
 # parallel calls at ~2 us and lets the workers sleep before the next matmul.
 # A value the user set wins; it must be in place before Numba first loads its
-# OpenMP layer, and it applies to every GNU OpenMP runtime started later in
-# this process.
+# OpenMP layer.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import numba  # noqa: E402
@@ -62,27 +79,38 @@ from numba import types as nbtypes  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
 
-_HELPERS_DIGEST = hashlib.sha256(open(__file__, "rb").read()).hexdigest()[:10]
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:10]
+
+
+_THIS_FILE = os.path.abspath(__file__)
+ENGINE_DIGEST = _file_digest(_THIS_FILE)
 
 NUMBA_FLAGS = dict(nogil=True, error_model="numpy", fastmath=False)
 
+#: Segment table columns.
+LENGTH, GROUP, PARAM, GRAD, FIRST_STATE = 0, 1, 2, 3, 4
+#: The engine's prologue scalars, first in every row of ``scalars``.
+PROLOGUE = ("clip_value", "grad_scale", "coupled_decay")
 
-def _jit(py_func: Callable, parallel: bool) -> numba.core.registry.CPUDispatcher:
+
+def _jit(py_func: Callable, parallel: bool, **options) -> numba.core.registry.CPUDispatcher:
     try:
-        return numba.njit(parallel=parallel, cache=True, **NUMBA_FLAGS)(py_func)
+        return numba.njit(parallel=parallel, cache=True, **NUMBA_FLAGS, **options)(py_func)
     except RuntimeError:
         # "cannot cache function ...: no locator available": no writable
         # __pycache__, NUMBA_CACHE_DIR or user cache directory.
-        return numba.njit(parallel=parallel, cache=False, **NUMBA_FLAGS)(py_func)
+        return numba.njit(parallel=parallel, cache=False, **NUMBA_FLAGS, **options)(py_func)
 
 
 def _renamed_copy(py_func: Callable, suffix: str) -> Callable:
+    """A copy of ``py_func`` under another name: Numba's cache index ignores
+    the ``parallel`` flag, so each variant needs a name of its own."""
     clone = types.FunctionType(
-        py_func.__code__,
-        py_func.__globals__,
-        py_func.__name__ + suffix,
-        py_func.__defaults__,
-        py_func.__closure__,
+        py_func.__code__, py_func.__globals__, py_func.__name__ + suffix,
+        py_func.__defaults__, py_func.__closure__,
     )
     clone.__qualname__ = py_func.__qualname__ + suffix
     clone.__module__ = py_func.__module__
@@ -90,190 +118,35 @@ def _renamed_copy(py_func: Callable, suffix: str) -> Callable:
     return clone
 
 
-@dataclass(frozen=True)
-class Kernel:
-    """A rule's loop, compiled serial and parallel."""
-
-    py_func: Callable
-    serial: numba.core.registry.CPUDispatcher
-    parallel: numba.core.registry.CPUDispatcher
-
-    @property
-    def name(self) -> str:
-        return self.py_func.__name__
-
-    def variants(self):
-        return (self.serial, self.parallel)
+def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a small serial helper that the Python facade calls (never a kernel)."""
+    return _jit(py_func, parallel=False)
 
 
 def bound_call(dispatcher, args: tuple):
     """The cheapest callable that runs ``dispatcher(*args)`` for these exact objects.
 
     A Numba dispatcher works out the argument types on every call (about
-    150 ns for a kernel's five arrays, most of a small update's budget).  Once
-    it has compiled for ``args``, the compiled entry point can be called
-    directly.  The entry point does not check types, so this is only for
-    argument objects whose types cannot change: the facade's own 1-D views and
-    buffers, which it re-validates through their owners on every call.
-    Falls back to the dispatcher when Numba does not expose the overload.
+    150 ns for a kernel's five arrays).  Once it has compiled for ``args``,
+    the compiled entry point can be called directly.  The entry point does
+    not check types, so this is only for argument objects whose types cannot
+    change: the facade's own table, scalars and witnesses.  Falls back to the
+    dispatcher when Numba does not expose the overload (or runs uncompiled).
     """
+    if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
+        return lambda: dispatcher(*args)
     try:
         signature = tuple(dispatcher.typeof_pyval(a) for a in args)
-        dispatcher.compile(signature)  # or load it from the cache; runs nothing
+        load_or_compile(dispatcher, signature)  # or load it from the cache; runs nothing
         entry_point = dispatcher.overloads[signature].entry_point
     except (AttributeError, KeyError):
-        return dispatcher
-    return entry_point if callable(entry_point) else dispatcher
+        return lambda: dispatcher(*args)
+    if not callable(entry_point):
+        return lambda: dispatcher(*args)
+    return lambda: entry_point(*args)
 
 
-def kernel(py_func: Callable) -> Kernel:
-    """Compile ``py_func`` (a ``prange`` loop) as a serial and a parallel kernel."""
-    return Kernel(
-        py_func=py_func,
-        serial=_jit(_renamed_copy(py_func, f"_serial_{_HELPERS_DIGEST}"), parallel=False),
-        parallel=_jit(_renamed_copy(py_func, f"_parallel_{_HELPERS_DIGEST}"), parallel=True),
-    )
-
-
-# -- threads and fork -------------------------------------------------------------
-#
-# Numba's threading layers differ (numba.readthedocs.io, "The Threading
-# Layers"): "tbb" is safe with threads and fork; "omp" with GNU OpenMP (what
-# Numba uses on Linux when TBB is not installed) is thread-safe, but a child
-# forked after a parallel region aborts ("Terminating: fork() called from a
-# process already using GNU OpenMP") when it starts another; "workqueue"
-# aborts when two threads launch parallel regions at once.  fastopt's policy,
-# whatever layer Numba picks:
-#
-# * parallel kernels run one at a time in a process, under one lock: Python
-#   threads that each step their own optimizer never launch two at once.  A
-#   parallel kernel already uses every core, so nothing is lost;
-# * a child forked after GNU OpenMP started uses the serial kernels: the same
-#   results, on one core, instead of an abort.
-
-
-class _ParallelPolicy:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.usable = True
-        #: Optimizers whose prepared calls must be dropped after a fork.
-        self.optimizers = weakref.WeakSet()
-
-    def after_fork_in_child(self):
-        self.lock = threading.Lock()  # the parent's may have been held by another thread
-        try:
-            layer = numba.threading_layer()
-        except ValueError:
-            return  # no parallel region ran in the parent: the child starts its own
-        if layer == "omp" and _openmp_vendor() == "GNU":
-            self.usable = False
-            for optimizer in list(self.optimizers):
-                optimizer._forget_kernel_choice()
-
-
-def _openmp_vendor():
-    try:
-        from numba.np.ufunc import omppool
-
-        return getattr(omppool, "openmp_vendor", "GNU")
-    except ImportError:
-        return None
-
-
-PARALLEL = _ParallelPolicy()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=PARALLEL.after_fork_in_child)
-
-
-def serialized(call: Callable) -> Callable:
-    """``call`` (a parallel kernel) run under the process-wide parallel lock."""
-
-    def run_alone(*args):
-        with PARALLEL.lock:
-            return call(*args)
-
-    return run_alone
-
-
-class FasterOf:
-    """Runs whichever of two equivalent kernels has been faster lately.
-
-    The serial and parallel kernels give bitwise identical results, but which
-    one is faster depends on what else holds the cores: back to back, the
-    parallel kernel wins from a few ten thousand elements; in a training loop,
-    the threads of NumPy's BLAS keep spinning after each matrix product, and
-    on a small machine the parallel kernel then loses at every size (measured
-    on 2 cores with a 128x512x512 matmul between updates: serial 446 us,
-    parallel 724 us at 3e5 elements).  So calls are timed: each kernel runs
-    ``WINDOW`` calls in a row at first, then the faster one runs, and after a
-    while the other gets ``WINDOW`` calls in a row again.  Each is judged by
-    the fastest of its last ``WINDOW`` timings - noise only ever adds time, and
-    the first call of a run may have to wake sleeping threads.  A re-run
-    that confirms the choice doubles the wait before the next (from
-    ``PROBE_EVERY`` up to ``MAX_PROBE_EVERY`` calls); one that overturns it
-    resets the wait.  Timing costs ~0.1 us, next to kernels of 10 us and more
-    at the sizes where the parallel kernel is considered at all.
-    """
-
-    PROBE_EVERY = 32
-    MAX_PROBE_EVERY = 1024
-    WINDOW = 3
-
-    __slots__ = ("calls", "bound", "recent", "choice", "probe_every", "next_probe", "probing")
-
-    def __init__(self, serial: Callable, parallel: Callable[[], Callable]):
-        """``parallel`` makes the parallel call when first needed (it compiles)."""
-        self.calls = [serial, parallel]
-        self.bound = False
-        self.recent = ([], [])
-        self.choice = 0
-        self.probe_every = self.PROBE_EVERY
-        self.next_probe = self.probe_every
-        # Calls left in the current run of the other kernel; the first runs
-        # time the parallel kernel after WINDOW serial calls.
-        self.probing = -self.WINDOW
-
-    def __call__(self, *args):
-        probing = self.probing
-        if probing < 0:  # the first WINDOW calls: serial
-            which = 0
-        elif probing > 0:
-            which = 1 - self.choice
-        else:
-            which = self.choice
-        if which and not self.bound:
-            self.calls[1] = self.calls[1]()
-            self.bound = True
-        start = _perf_counter()
-        self.calls[which](*args)
-        elapsed = _perf_counter() - start
-        recent = self.recent[which]
-        recent.append(elapsed)
-        if len(recent) > self.WINDOW:
-            del recent[0]
-        if probing < 0:
-            self.probing = probing + 1 or self.WINDOW
-        elif probing > 0:
-            self.probing = probing - 1
-            if probing == 1:  # a run of the other kernel just ended: decide again
-                serial, parallel = self.recent
-                choice = 0 if min(serial) <= min(parallel) else 1
-                if choice == self.choice:
-                    self.probe_every = min(2 * self.probe_every, self.MAX_PROBE_EVERY)
-                else:
-                    self.probe_every = self.PROBE_EVERY
-                self.choice = choice
-                self.next_probe = self.probe_every
-        else:
-            self.next_probe -= 1
-            if self.next_probe <= 0:
-                self.probing = self.WINDOW
-
-
-# -- segment tables -------------------------------------------------------------
-
-#: Column 0 of a segment table is the run's length; then one address per array.
-LENGTH = 0
+# -- memory and dtypes inside kernels ---------------------------------------------
 
 
 def array_at(address, size, like):
@@ -308,61 +181,452 @@ def _array_at(address, size, like):
     return impl
 
 
-def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:
-    """Compile a small serial helper that the Python facade calls (never a kernel)."""
-    return _jit(py_func, parallel=False)
+def as_compute(x, like):
+    """``x`` converted to the arithmetic dtype (``like.dtype``)."""
+    return like.dtype.type(x)
 
 
+@overload(as_compute)
+def _as_compute(x, like):
+    if like.dtype == nbtypes.float32:
+        return lambda x, like: np.float32(x)
+    return lambda x, like: np.float64(x)
 
-# -- the non-finite check -----------------------------------------------------
+
+# -- compiling: SIGINT deferred, a corrupt cache recovered ---------------------------
 
 
-def exponent_bits(values):
-    """``values`` seen as integers, and the mask of a float's exponent field.
+class _DeferredInterrupt:
+    def __init__(self):
+        self.pending = False
 
-    A float is non-finite exactly when all its exponent bits are set.  This
-    Python version serves the interpreter; compiled code uses the overload.
+    def __call__(self, signum, frame):
+        self.pending = True
+
+
+class compiling:
+    """Defer SIGINT while Numba compiles or loads from its cache.
+
+    An interrupt inside LLVM can crash the process (llvmlite's dispose) or
+    leave a dispatcher half-built; deferred, it lands as a KeyboardInterrupt
+    (or the caller's own handler) right after the compile.  Only the main
+    thread can install signal handlers; elsewhere nothing changes.
     """
-    if values.dtype == np.float32:
-        return values.view(np.int32), np.int32(0x7F800000)
-    return values.view(np.int64), np.int64(0x7FF0000000000000)
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.deferred = _DeferredInterrupt()
+            try:
+                self.previous = signal.signal(signal.SIGINT, self.deferred)
+            except (ValueError, TypeError):
+                self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is None:
+            return False
+        signal.signal(signal.SIGINT, self.previous)
+        if self.deferred.pending and exc[0] is None:
+            if callable(self.previous):
+                self.previous(signal.SIGINT, None)
+            elif self.previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+        return False
 
 
-@overload(exponent_bits)
-def _exponent_bits(values):
-    if values.dtype == nbtypes.float32:
-        return lambda values: (values.view(np.int32), np.int32(0x7F800000))
-    return lambda values: (values.view(np.int64), np.int64(0x7FF0000000000000))
+def load_or_compile(dispatcher, signature) -> None:
+    """Make ``dispatcher`` hold machine code for ``signature``.
 
-
-def _find_nonfinite(table, like):
-    """Index of the first row whose grads hold a nan or inf, or -1.
-
-    The largest exponent field of a row is an integer max, which vectorises
-    (an early exit or a float reduction would not).  Every row is checked, in
-    parallel when compiled so; the answer is the lowest such row, whatever the
-    thread count.
+    A garbage or truncated cache file makes Numba raise from deep inside
+    (``UnpicklingError``, ``EOFError``, ...) on every call in every process.
+    Then the cache index of this function is emptied, with a warning naming
+    the directory, and the kernel compiles afresh (and is cached again).
     """
-    bad = np.zeros(table.shape[0], np.bool_)
-    for row in numba.prange(table.shape[0]):
-        bits, mask = exponent_bits(array_at(table[row, 2], table[row, 0], like))
-        top = mask & 0
-        for i in range(bits.size):
-            exponent = bits[i] & mask
-            if exponent > top:
-                top = exponent
-        bad[row] = top == mask
-    for row in range(bad.size):
-        if bad[row]:
-            return row
-    return -1
+    if signature in dispatcher.overloads:
+        return
+    with compiling():
+        try:
+            dispatcher.compile(signature)
+        except Exception as exc:
+            cache = getattr(dispatcher, "_cache", None)
+            path = getattr(cache, "cache_path", None)
+            if path is None or type(exc).__module__.startswith("numba"):
+                raise
+            warnings.warn(
+                f"fastopt: the Numba cache entry of {dispatcher.py_func.__qualname__} in {path} "
+                f"is unreadable ({type(exc).__name__}: {exc}); recompiling it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            cache.flush()
+            dispatcher.compile(signature)
 
 
-_NONFINITE = kernel(_find_nonfinite)
+# -- kernels generated from a rule's math ---------------------------------------------
 
 
-def nonfinite_finder(parallel: bool) -> Callable:
-    """The non-finite check, parallel (under the parallel lock) or serial."""
-    if parallel:
-        return serialized(_NONFINITE.parallel)
-    return _NONFINITE.serial
+_SKELETON = '''
+def {name}(table, scalars, step, p_like, s_like):
+    for row in prange(table.shape[0]):
+        n = table[row, {LENGTH}]
+        sc = scalars[table[row, {GROUP}]]
+        clip_value = sc[0]
+        grad_scale = sc[1]
+        coupled_decay = sc[2]
+{load_scalars}
+        p = array_at(table[row, {PARAM}], n, p_like)
+        g = array_at(table[row, {GRAD}], n, p_like)
+{load_state}
+        for i in range(n):
+            pi = as_compute(p[i], sc)
+            gi = as_compute(g[i], sc)
+            if clip_value > 0:
+                if gi > clip_value:
+                    gi = clip_value
+                elif gi < -clip_value:
+                    gi = -clip_value
+            gi = gi * grad_scale
+            if coupled_decay != 0:
+                gi = gi + coupled_decay * pi
+            p[i] = update(pi, gi, i{state_args}{scalar_args})
+    step[0] += 1
+'''
+
+
+@dataclass
+class Kernel:
+    """A rule's generated loop: serial and parallel dispatchers, and the
+    same source run by the plain interpreter (for tests and coverage)."""
+
+    name: str
+    py_func: Callable
+    serial: numba.core.registry.CPUDispatcher
+    parallel: numba.core.registry.CPUDispatcher
+
+    def variants(self):
+        return (self.serial, self.parallel)
+
+
+class RuleMath:
+    """A rule's math: state buffer names, named scalars and the element update.
+
+    ``update(p, g, i, *state, *scalars) -> new p`` is a plain function of
+    the param and grad values (already in the arithmetic dtype, after the
+    prologue), the element index ``i``, the rule's state arrays (read and
+    written at ``i``) and its scalars, by name; its parameters must be named
+    exactly ``p, g, i``, then ``state_names``, then the fields of
+    ``Scalars`` (checked here).  ``scalars(hp, t) -> Scalars`` computes them
+    in Python floats from the resolved hyperparameters and the step count
+    ``t`` (1 at the first update).  ``depends_on_step`` says whether they
+    change with ``t`` (otherwise they are recomputed only when a
+    hyperparameter changes).  ``coupled_decay`` names the hyperparameter
+    that the prologue adds as ``g + value * p`` (None for rules that decay
+    the params themselves).
+    """
+
+    def __init__(self, name: str, state_names, Scalars, scalars, update, *,
+                 depends_on_step: bool, coupled_decay: str | None = "weight_decay"):
+        self.name = name
+        self.state_names = tuple(state_names)
+        self.Scalars = Scalars
+        self.scalar_names = tuple(Scalars._fields)
+        self.scalars = scalars
+        self.update = update
+        self.depends_on_step = depends_on_step
+        self.coupled_decay = coupled_decay
+        expected = ["p", "g", "i", *self.state_names, *self.scalar_names]
+        got = list(inspect.signature(update).parameters)
+        if got != expected:
+            raise TypeError(f"{name}: update() must take {expected}, takes {got}")
+        self.width = len(PROLOGUE) + len(self.scalar_names)
+        self._kernel = None
+
+    @property
+    def kernel(self) -> Kernel:
+        if self._kernel is None:
+            self._kernel = _generate(self)
+        return self._kernel
+
+
+def _generate(math: RuleMath) -> Kernel:
+    update = math.update
+    digest = hashlib.sha256(
+        (ENGINE_DIGEST + _file_digest(inspect.getsourcefile(update))).encode()
+    ).hexdigest()[:10]
+    indent = " " * 8
+    columns = dict(LENGTH=LENGTH, GROUP=GROUP, PARAM=PARAM, GRAD=GRAD)
+    load_scalars = "\n".join(
+        f"{indent}{n} = sc[{j}]" for j, n in enumerate(math.scalar_names, len(PROLOGUE))
+    )
+    load_state = "\n".join(
+        f"{indent}{n} = array_at(table[row, {FIRST_STATE + j}], n, s_like)"
+        for j, n in enumerate(math.state_names)
+    )
+
+    def build(variant: str, namespace: dict) -> Callable:
+        name = f"{math.name.lower()}_kernel_{variant}_{digest}"
+        source = _SKELETON.format(
+            name=name,
+            load_scalars=load_scalars,
+            load_state=load_state,
+            state_args="".join(f", {n}" for n in math.state_names),
+            scalar_args="".join(f", {n}" for n in math.scalar_names),
+            **columns,
+        )
+        # Blank lines keep the generated function's line numbers apart from
+        # this file's real code in tracebacks; the file name lets Numba cache.
+        exec(compile(source, _THIS_FILE, "exec"), namespace)
+        function = namespace[name]
+        function.__module__ = __name__
+        function.__qualname__ = name
+        return function
+
+    compiled_update = numba.njit(inline="always", **NUMBA_FLAGS)(update)
+    jit_namespace = dict(prange=numba.prange, array_at=array_at, as_compute=as_compute,
+                         update=compiled_update, np=np)
+    py_namespace = dict(prange=range, array_at=array_at, as_compute=as_compute,
+                        update=update, np=np)
+    return Kernel(
+        name=math.name,
+        py_func=build("interpreted", py_namespace),
+        serial=_jit(build("serial", dict(jit_namespace)), parallel=False),
+        parallel=_jit(build("parallel", dict(jit_namespace)), parallel=True),
+    )
+
+
+# -- threads and fork -------------------------------------------------------------
+#
+# Numba's threading layers differ (numba.readthedocs.io, "The Threading
+# Layers"): "tbb" is safe with threads and fork; "omp" with GNU OpenMP (what
+# Numba uses on Linux when TBB is not installed) is thread-safe, but a child
+# forked after a parallel region aborts ("Terminating: fork() called from a
+# process already using GNU OpenMP") when it starts another; "workqueue"
+# aborts when two threads launch parallel regions at once.  fastopt's policy,
+# whatever layer Numba picks:
+#
+# * parallel kernels run one at a time in a process, under one lock: Python
+#   threads that each step their own optimizer never launch two at once.  A
+#   parallel kernel already uses every core, so nothing is lost;
+# * a child forked after GNU OpenMP started uses the serial kernels: the same
+#   results, on one core, instead of an abort.
+
+
+class _ParallelPolicy:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.usable = True
+        #: Optimizers whose prepared calls must be dropped after a fork.
+        self.runners = weakref.WeakSet()
+
+    def after_fork_in_child(self):
+        self.lock = threading.Lock()  # the parent's may have been held by another thread
+        try:
+            layer = numba.threading_layer()
+        except ValueError:
+            return  # no parallel region ran in the parent: the child starts its own
+        if layer == "omp" and _openmp_vendor() == "GNU":
+            self.usable = False
+            for runner in list(self.runners):
+                runner.invalidate()
+
+
+def _openmp_vendor():
+    try:
+        from numba.np.ufunc import omppool
+
+        return getattr(omppool, "openmp_vendor", "GNU")
+    except ImportError:
+        return None
+
+
+PARALLEL = _ParallelPolicy()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=PARALLEL.after_fork_in_child)
+
+
+def serialized(call: Callable) -> Callable:
+    """``call`` (a parallel kernel) run under the process-wide parallel lock."""
+
+    def run_alone(*args):
+        with PARALLEL.lock:
+            return call(*args)
+
+    return run_alone
+
+
+# -- the calling thread's floating-point mode -------------------------------------
+#
+# Flush-to-zero and denormals-are-zero are per-thread bits of the x86 MXCSR
+# register.  Set in the calling thread after the worker pool started (by
+# torch.set_flush_denormal(True), or a library built with -ffast-math), they
+# would apply to the serial kernel and the NumPy reference but not to the
+# workers' share of a parallel kernel.  fastopt then runs the serial kernel.
+
+_FTZ_DAZ = 0x8040
+_X86 = ctypes.sizeof(ctypes.c_void_p) == 8 and os.uname().machine in ("x86_64", "AMD64")
+
+
+@intrinsic
+def _mxcsr(typingctx):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, cgutils.ir.IntType(32))
+        fnty = cgutils.ir.FunctionType(cgutils.ir.VoidType(), [cgutils.voidptr_t])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr")
+        builder.call(fn, [builder.bitcast(slot, cgutils.voidptr_t)])
+        return builder.zext(builder.load(slot), cgutils.ir.IntType(64))
+
+    return nbtypes.int64(), codegen
+
+
+@intrinsic
+def _set_mxcsr(typingctx, value):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, cgutils.ir.IntType(32))
+        builder.store(builder.trunc(args[0], cgutils.ir.IntType(32)), slot)
+        fnty = cgutils.ir.FunctionType(cgutils.ir.VoidType(), [cgutils.voidptr_t])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr")
+        builder.call(fn, [builder.bitcast(slot, cgutils.voidptr_t)])
+        return context.get_dummy_value()
+
+    return nbtypes.none(nbtypes.int64), codegen
+
+
+def _read_mxcsr():
+    return _mxcsr()
+
+
+def _write_mxcsr(value):
+    _set_mxcsr(value)
+
+
+_mxcsr_dispatcher = helper(_read_mxcsr) if _X86 else None
+#: For tests: set the calling thread's MXCSR.
+write_mxcsr = helper(_write_mxcsr) if _X86 else (lambda value: None)
+_read_mxcsr_entry = None
+
+
+def read_mxcsr() -> int:
+    global _read_mxcsr_entry
+    if _mxcsr_dispatcher is None:
+        return 0
+    if _read_mxcsr_entry is None:
+        load_or_compile(_mxcsr_dispatcher, ())
+        _read_mxcsr_entry = _mxcsr_dispatcher.overloads[()].entry_point
+    return _read_mxcsr_entry()
+
+
+def flushes_denormals() -> bool:
+    """Whether the calling thread flushes denormals to zero (FTZ or DAZ)."""
+    return bool(read_mxcsr() & _FTZ_DAZ)
+
+
+# -- serial or parallel, by measurement shared across the process ------------------
+
+
+class _Timings:
+    """What one kind of update (kernel, dtypes, size class) has cost lately.
+
+    Shared by every optimizer in the process, so a new optimizer never pays
+    probes that another one already paid."""
+
+    __slots__ = ("recent", "choice", "probe_every", "next_probe", "probing")
+
+    def __init__(self, window: int, probe_every: int):
+        self.recent = ([], [])
+        self.choice = 0
+        self.probe_every = probe_every
+        self.next_probe = probe_every
+        # Calls left in the current run of the other kernel; the first
+        # WINDOW calls time the serial kernel, the next WINDOW the parallel.
+        self.probing = -window
+
+
+_TIMINGS: dict = {}
+
+
+def forget_timings() -> None:
+    """Drop every shared timing: the next calls of each kind are timed afresh."""
+    _TIMINGS.clear()
+
+
+class FasterOf:
+    """Runs whichever of the serial and parallel kernel has been faster lately.
+
+    Both give bitwise identical results, but which is faster depends on what
+    else holds the cores: back to back, the parallel kernel wins from a few
+    ten thousand elements; in a training loop, the threads of NumPy's BLAS
+    keep spinning after each matrix product, and on a small machine the
+    parallel kernel then loses at every size (measured on 2 cores with a
+    128x512x512 matmul between updates: serial 446 us, parallel 724 us at 3e5
+    elements).  So calls are timed, and the timings are shared process-wide
+    per (kernel, dtypes, size class - a power of two): each kernel runs
+    ``WINDOW`` calls in a row at first, then the faster one runs, and after a
+    while the other gets ``WINDOW`` calls again.  Each is judged by the
+    fastest of its last ``WINDOW`` timings - noise only ever adds time.  A
+    re-run that confirms the choice doubles the wait before the next (from
+    ``PROBE_EVERY`` up to ``MAX_PROBE_EVERY`` calls); one that overturns it
+    resets it.  The parallel kernel only runs at sizes of at least the
+    optimizer's ``parallel_min_size``, and never while the calling thread
+    flushes denormals (see :func:`flushes_denormals`).
+    """
+
+    PROBE_EVERY = 32
+    MAX_PROBE_EVERY = 1024
+    WINDOW = 3
+
+    __slots__ = ("serial", "parallel", "bound", "timings")
+
+    def __init__(self, serial: Callable, parallel: Callable[[], Callable], key):
+        """``parallel`` makes the parallel call when first needed (it compiles)."""
+        self.serial = serial
+        self.parallel = parallel
+        self.bound = False
+        timings = _TIMINGS.get(key)
+        if timings is None:
+            timings = _TIMINGS[key] = _Timings(self.WINDOW, self.PROBE_EVERY)
+        self.timings = timings
+
+    def __call__(self):
+        t = self.timings
+        probing = t.probing
+        if probing < 0:
+            which = 0
+        elif probing > 0:
+            which = 1 - t.choice
+        else:
+            which = t.choice
+        if which:
+            if flushes_denormals():
+                return self.serial()
+            if not self.bound:
+                self.parallel = self.parallel()
+                self.bound = True
+            call = self.parallel
+        else:
+            call = self.serial
+        start = _perf_counter()
+        result = call()
+        elapsed = _perf_counter() - start
+        recent = t.recent[which]
+        recent.append(elapsed)
+        if len(recent) > self.WINDOW:
+            del recent[0]
+        if probing < 0:
+            t.probing = probing + 1 or self.WINDOW
+        elif probing > 0:
+            t.probing = probing - 1
+            if probing == 1:  # a run of the other kernel just ended: decide again
+                serial, parallel = t.recent
+                choice = 0 if min(serial) <= min(parallel) else 1
+                if choice == t.choice:
+                    t.probe_every = min(2 * t.probe_every, self.MAX_PROBE_EVERY)
+                else:
+                    t.probe_every = self.PROBE_EVERY
+                t.choice = choice
+                t.next_probe = t.probe_every
+        else:
+            t.next_probe -= 1
+            if t.next_probe <= 0:
+                t.probing = self.WINDOW
+        return result

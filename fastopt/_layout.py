@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import DTypeMismatchError, KeyTypeError
+from .errors import DTypeMismatchError, KeyTypeError, LayoutError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -42,6 +42,11 @@ def describe(role: str, key, value) -> tuple[Kind, np.dtype, tuple[int, ...]]:
         if dtype is _FLOAT32 or dtype is _FLOAT64:  # the common case, without comparisons
             return Kind.ARRAY, dtype, value.shape
     if isinstance(value, np.ndarray):
+        if isinstance(value, np.ma.MaskedArray):
+            raise LayoutError(
+                f"{role}[{key!r}]: masked arrays are not supported (the update would ignore the "
+                "mask); pass value.data, or np.ma.filled(value, 0.0) for grads"
+            )
         dtype = value.dtype
         if dtype not in FLOAT_DTYPES or not dtype.isnative:
             raise DTypeMismatchError(

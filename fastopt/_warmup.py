@@ -12,9 +12,16 @@ def warmup(rules=None, dtypes=("float32", "float64"), parallel: bool = True) -> 
     otherwise it compiles in memory.  ``parallel=False`` skips the parallel
     variants, which take longest to compile.
     """
+    from .errors import HyperparameterError
     from .registry import BY_NAME, RULES
 
-    chosen = RULES if rules is None else [BY_NAME[name] for name in rules]
+    if rules is None:
+        chosen = RULES
+    else:
+        unknown = [name for name in rules if name not in BY_NAME]
+        if unknown:
+            raise HyperparameterError(f"warmup(rules=...): unknown rules {unknown}; known: {list(BY_NAME)}")
+        chosen = [BY_NAME[name] for name in rules]
     for rule in chosen:
         for dtype in dtypes:
             opt = rule.fast()

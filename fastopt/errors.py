@@ -21,6 +21,10 @@ class KeyMismatchError(FastoptInputError, KeyError):
     """params and grads (or a saved state) do not have the same keys."""
 
 
+class EmptyParamsError(FastoptInputError, ValueError):
+    """The params dict of an update (or of ``init``) is empty."""
+
+
 class ShapeMismatchError(FastoptInputError, ValueError):
     """An array does not have the shape the layout expects."""
 
@@ -39,6 +43,10 @@ class AliasingError(FastoptInputError, ValueError):
 
 class HyperparameterError(FastoptInputError, ValueError):
     """A hyperparameter is out of range, not finite, or not a real number."""
+
+
+class HyperparameterTypeError(HyperparameterError, TypeError):
+    """A hyperparameter (or a schedule's value) is not a real number."""
 
 
 class StateFileError(FastoptInputError, ValueError):

@@ -1,27 +1,35 @@
-"""The NumPy reference: every rule as whole-array NumPy, in the book's style.
+"""The NumPy reference: every rule and every engine option in whole-array NumPy.
 
 These classes are the specification the kernels are tested against, bit for
-bit.  They are written the way the book writes ``common/optimizer.py`` - a
-loop over ``params`` with whole-array expressions - with its published defects
-fixed (see each rule's docstring in :mod:`fastopt`) and with one numerical rule
-the kernels share: every scalar is computed in Python floats once per step and
-rounded to the param dtype, so float32 params are computed in float32 from
-end to end.
+bit.  The rules are written the way the book writes ``common/optimizer.py`` -
+a loop over ``params`` with whole-array expressions - with its published
+defects fixed, and with the numerical rules of DESIGN section 3:
+
+* arithmetic happens in the wider of the param dtype and the state dtype;
+  each state array is kept in the state dtype and converted when read and
+  when stored;
+* every scalar is computed in Python floats once per step and rounded to the
+  arithmetic dtype;
+* the gradient prologue, in order: clamp to ``[-clip_value, clip_value]``,
+  multiply by the clip coefficient (``-`` for ``maximize``; 1 without
+  clipping), add ``weight_decay * p`` (coupled decay, every rule but AdamW);
+* the clip norm is summed on the fixed grid of :mod:`fastopt._reduce`.
 
 They share the hyperparameter declarations (names, defaults, checks) with the
-fast classes and nothing else: no kernel, layout or state buffer is used here.
-State lives in per-key dicts as in the book (``self.v``, ``self.h``,
-``self.m``), and :attr:`ReferenceOptimizer.state` shows them in the same shape
-as :attr:`fastopt.Optimizer.state`.
+fast classes and nothing else: no kernel, layout, plan or state buffer.
+State lives in per-key dicts as in the book (``self.v[key]``).
 """
 
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase
+from types import SimpleNamespace
 
 import numpy as np
 
 from ._hyper import Hyperparameters
+from ._reduce import reference_pairwise, reference_key_sum_of_squares
 from .rules.adagrad import AdaGradHyperparameters
 from .rules.adam import AdamHyperparameters
 from .rules.adamw import AdamWHyperparameters
@@ -33,138 +41,193 @@ from .rules.sgd import SGDHyperparameters
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW"]
 
 
-def _dtype_of(value) -> type:
-    """The scalar type a param computes in (Python floats are float64)."""
-    return np.asarray(value).dtype.type
-
-
-def _zeros(value):
-    return np.zeros_like(np.asarray(value))
-
-
 class ReferenceOptimizer(Hyperparameters):
     state_names: tuple[str, ...] = ()
+    #: Rules whose decay acts on the params themselves set this False.
+    coupled_decay = True
+    structure: dict = {}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, nonfinite="propagate", clip_norm=None, clip_value=None, maximize=False,
+                 state_dtype=None, groups=None, **kwargs):
+        options = {n: kwargs.pop(n, d) for n, d in self.structure.items()}
         super().__init__(*args, **kwargs)
+        self.__dict__.update(options)
+        self.nonfinite, self.clip_norm, self.clip_value = nonfinite, clip_norm, clip_value
+        self.maximize = maximize
+        self.state_dtype = None if state_dtype is None else np.dtype(state_dtype)
+        self.groups = {p: dict(o) for p, o in (groups or {}).items()}
         self.step_count = 0
-        for name in self.state_names:
-            setattr(self, name, None)
+        self.skipped_steps = 0
+        self.last_grad_norm = None
+        self.store = {}  # state name -> {key: array in the state dtype}
 
-    def _init_state(self, params):
-        for name in self.state_names:
-            if getattr(self, name) is None:
-                setattr(self, name, {key: _zeros(val) for key, val in params.items()})
+    def hyperparameters_of(self, key, count):
+        """The key's hyperparameters at update ``count``: the first matching
+        group's overrides over the optimizer's own, schedules evaluated."""
+        values = dict(self._hyper)
+        for pattern, overrides in self.groups.items():
+            if key == pattern or fnmatchcase(key, pattern):
+                values.update(overrides)
+                break
+        return SimpleNamespace(**{n: (v(count) if callable(v) else v) for n, v in values.items()})
 
-    def _grad(self, params, grads, key, dt):
-        """``g + weight_decay * p`` (coupled L2), or ``g`` when the decay is 0."""
-        g = grads[key]
-        wd = dt(self.weight_decay)
-        if wd != 0:
-            g = g + wd * params[key]
-        return g
+    def update(self, params, grads):
+        count = self.step_count
+        keys = list(params.keys())
+        if self.nonfinite != "propagate":
+            bad = [k for k in keys if not np.all(np.isfinite(grads[k]))]
+            if bad:
+                if self.nonfinite == "skip":
+                    self.skipped_steps += 1
+                    return
+                raise FloatingPointError(bad[0])
+        dtypes = {k: np.asarray(params[k]).dtype for k in keys}
+        compute = {k: np.result_type(dtypes[k], self.state_dtype or dtypes[k]) for k in keys}
+        clipped = {}
+        for k in keys:
+            g = np.asarray(grads[k]).astype(compute[k])
+            if self.clip_value is not None:
+                cv = compute[k].type(self.clip_value)
+                g = np.where(g > cv, cv, np.where(g < -cv, -cv, g))
+            clipped[k] = g
+        scale = 1.0
+        if self.clip_norm is not None:
+            total = reference_pairwise([reference_key_sum_of_squares(clipped[k]) for k in keys])
+            norm = math.sqrt(total)
+            self.last_grad_norm = norm
+            scale = min(1.0, self.clip_norm / (norm + 1e-6)) if not math.isnan(norm) else math.nan
+        if self.maximize:
+            scale = -scale
+        self.step_count += 1
+        t = self.step_count
+        for k in keys:
+            dt = compute[k].type
+            hp = self.hyperparameters_of(k, count)
+            p = np.asarray(params[k]).astype(compute[k])
+            g = clipped[k] * dt(scale)
+            if self.coupled_decay and dt(hp.weight_decay) != 0:
+                g = g + dt(hp.weight_decay) * p
+            state_dtype = self.state_dtype or dtypes[k]
+            state = {n: self.store.setdefault(n, {}).setdefault(k, np.zeros(np.shape(p), state_dtype))
+                     for n in self.state_names}
+            s = SimpleNamespace(**{n: a.astype(compute[k]) for n, a in state.items()})
+            new_p, new_state = self.rule(p, g, s, hp, t, dt)
+            for n in self.state_names:
+                self.store[n][k] = np.asarray(new_state[n]).astype(state_dtype)
+            self._write(params, k, np.asarray(new_p).astype(dtypes[k]))
+
+    def __getattr__(self, name):
+        # The book's attributes: self.v[key], self.m[key], ... (None before the first update).
+        store = self.__dict__.get("store")
+        if store is not None and name in ("m", "v", "v_max", "h", "momentum_buffer"):
+            return store.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @staticmethod
+    def _write(params, key, value):
+        old = params[key]
+        if type(old) is float:
+            params[key] = float(value)
+        elif isinstance(old, np.generic):
+            params[key] = old.dtype.type(value)
+        else:
+            old[...] = value
 
     @property
     def state(self) -> dict[str, dict]:
-        return {n: dict(getattr(self, n) or {}) for n in self.state_names}
+        return {n: dict(self.store.get(n, {})) for n in self.state_names}
 
 
 class SGD(SGDHyperparameters, ReferenceOptimizer):
-    def update(self, params, grads):
-        self.step_count += 1
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = self._grad(params, grads, key, dt)
-            params[key] -= dt(self.lr) * g
+    structure = {"nesterov": False}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        momentum = self._hyper["momentum"]
+        self.state_names = ("momentum_buffer",) if callable(momentum) or momentum != 0 else ()
+
+    def rule(self, p, g, s, hp, t, dt):
+        if not self.state_names:
+            return p - dt(hp.lr) * g, {}
+        if t == 1:
+            b = g
+        else:
+            b = dt(hp.momentum) * s.momentum_buffer + dt(1.0 - hp.dampening) * g
+        d = g + dt(hp.momentum) * b if self.nesterov else b
+        return p - dt(hp.lr) * d, {"momentum_buffer": b}
 
 
 class Momentum(MomentumHyperparameters, ReferenceOptimizer):
     state_names = ("v",)
 
-    def update(self, params, grads):
-        self._init_state(params)
-        self.step_count += 1
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = self._grad(params, grads, key, dt)
-            self.v[key] = dt(self.momentum) * self.v[key] - dt(self.lr) * g
-            params[key] += self.v[key]
+    def rule(self, p, g, s, hp, t, dt):
+        v = dt(hp.momentum) * s.v - dt(hp.lr) * g
+        return p + v, {"v": v}
 
 
 class Nesterov(NesterovHyperparameters, ReferenceOptimizer):
-    """Bengio et al. (2012), eq. 7: ``momentum**2`` multiplies the *old* velocity."""
+    """The book's current code: two roundings of ``p``, the *old* velocity."""
 
     state_names = ("v",)
 
-    def update(self, params, grads):
-        self._init_state(params)
-        self.step_count += 1
-        mom, lr = self.momentum, self.lr
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = self._grad(params, grads, key, dt)
-            v_old = self.v[key]
-            params[key] += dt(mom * mom) * v_old - dt((1.0 + mom) * lr) * g
-            self.v[key] = dt(mom) * v_old - dt(lr) * g
+    def rule(self, p, g, s, hp, t, dt):
+        mom, lr = hp.momentum, hp.lr
+        p = p + dt(mom * mom) * s.v
+        p = p - dt((1.0 + mom) * lr) * g
+        v = dt(mom) * s.v - dt(lr) * g
+        return p, {"v": v}
 
 
 class AdaGrad(AdaGradHyperparameters, ReferenceOptimizer):
     state_names = ("h",)
 
-    def update(self, params, grads):
-        self._init_state(params)
-        self.step_count += 1
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = self._grad(params, grads, key, dt)
-            self.h[key] += g * g
-            params[key] -= dt(self.lr) * g / (np.sqrt(self.h[key]) + dt(self.eps))
+    def rule(self, p, g, s, hp, t, dt):
+        h = s.h + g * g
+        return p - dt(hp.lr) * g / (np.sqrt(h) + dt(hp.eps)), {"h": h}
 
 
 class RMSprop(RMSpropHyperparameters, ReferenceOptimizer):
     state_names = ("h",)
 
-    def update(self, params, grads):
-        self._init_state(params)
-        self.step_count += 1
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = self._grad(params, grads, key, dt)
-            self.h[key] = dt(self.decay_rate) * self.h[key] + dt(1.0 - self.decay_rate) * g * g
-            params[key] -= dt(self.lr) * g / (np.sqrt(self.h[key]) + dt(self.eps))
+    def rule(self, p, g, s, hp, t, dt):
+        h = dt(hp.decay_rate) * s.h + dt(1.0 - hp.decay_rate) * g * g
+        return p - dt(hp.lr) * g / (np.sqrt(h) + dt(hp.eps)), {"h": h}
 
 
 class Adam(AdamHyperparameters, ReferenceOptimizer):
-    state_names = ("m", "v")
+    structure = {"amsgrad": False}
 
-    def update(self, params, grads):
-        self._init_state(params)
-        self.step_count += 1
-        t = self.step_count
-        lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = self._grad(params, grads, key, dt)
-            self.m[key] += dt(1.0 - self.beta1) * (g - self.m[key])
-            # g * g, not g**2: the kernels square by multiplication.
-            self.v[key] += dt(1.0 - self.beta2) * (g * g - self.v[key])
-            params[key] -= dt(lr_t) * self.m[key] / (np.sqrt(self.v[key]) + dt(self.eps))
+    @property
+    def state_names(self):
+        return ("m", "v", "v_max") if self.amsgrad else ("m", "v")
+
+    def rule(self, p, g, s, hp, t, dt):
+        lr_t = hp.lr * math.sqrt(1.0 - hp.beta2**t) / (1.0 - hp.beta1**t)
+        m = s.m + dt(1.0 - hp.beta1) * (g - s.m)
+        # g * g, not g**2: the kernels square by multiplication.
+        v = s.v + dt(1.0 - hp.beta2) * (g * g - s.v)
+        new = {"m": m, "v": v}
+        if self.amsgrad:
+            v = new["v_max"] = np.maximum(s.v_max, v)
+        return p - dt(lr_t) * m / (np.sqrt(v) + dt(hp.eps)), new
 
 
 class AdamW(AdamWHyperparameters, ReferenceOptimizer):
-    state_names = ("m", "v")
+    coupled_decay = False
+    structure = {"amsgrad": False}
 
-    def update(self, params, grads):
-        self._init_state(params)
-        self.step_count += 1
-        t = self.step_count
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr / (1.0 - b1**t)
+    @property
+    def state_names(self):
+        return ("m", "v", "v_max") if self.amsgrad else ("m", "v")
+
+    def rule(self, p, g, s, hp, t, dt):
+        b1, b2 = hp.beta1, hp.beta2
+        step_size = hp.lr / (1.0 - b1**t)
         sqrt_bias2 = math.sqrt(1.0 - b2**t)
-        for key in params.keys():
-            dt = _dtype_of(params[key])
-            g = grads[key]
-            params[key] *= dt(1.0 - self.lr * self.weight_decay)
-            self.m[key] = dt(b1) * self.m[key] + dt(1.0 - b1) * g
-            self.v[key] = dt(b2) * self.v[key] + dt(1.0 - b2) * g * g
-            params[key] -= dt(step_size) * self.m[key] / (np.sqrt(self.v[key]) / dt(sqrt_bias2) + dt(self.eps))
+        m = dt(b1) * s.m + dt(1.0 - b1) * g
+        v = dt(b2) * s.v + dt(1.0 - b2) * g * g
+        new = {"m": m, "v": v}
+        if self.amsgrad:
+            v = new["v_max"] = np.maximum(s.v_max, v)
+        p = p * dt(1.0 - hp.lr * hp.weight_decay)
+        return p - dt(step_size) * m / (np.sqrt(v) / dt(sqrt_bias2) + dt(hp.eps)), new

@@ -1,8 +1,11 @@
 """Every rule, once: what tests, benchmarks and the bench command iterate over.
 
 Adding a rule is a module in ``fastopt/rules/``, its reference class in
-:mod:`fastopt.reference`, and one :class:`Rule` line here; the test suite and
-the benchmarks pick it up with no other edit.
+:mod:`fastopt.reference`, one :class:`Rule` line here and its public name in
+``fastopt/__init__.py`` (public names are written out by hand); the test
+suite, the bench and the asv suite pick it up from here with no other edit.
+Test ranges of the hyperparameters come from their declared checks
+(:data:`fastopt._hyper.TEST_RANGES`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import reference
+from ._hyper import TEST_RANGES
 from .optimizer import Optimizer
 from .rules.adagrad import AdaGrad
 from .rules.adam import Adam
@@ -25,37 +29,54 @@ class Rule:
     name: str
     fast: type[Optimizer]
     reference: type
-    #: Bytes read and written per float32 element by one step: params read and
-    #: written, grads read, each state buffer read and written.
-    bytes_per_element: int
-    #: Named hyperparameter settings that tests run besides the defaults.
+    #: Named constructor settings that tests run besides the defaults
+    #: (structure options such as amsgrad included).
     configs: dict[str, dict] = field(default_factory=dict)
+    #: The PyTorch class with the same math, where there is one.
+    torch_equivalent: str | None = None
+
+    @property
+    def math(self):
+        return self.fast.math
 
     @property
     def kernel(self):
-        return self.fast.kernel
+        return self.fast.math.kernel
 
+    @property
+    def hyperparameter_names(self) -> tuple[str, ...]:
+        return self.fast.hyperparameter_names
 
-def _bytes(n_state: int) -> int:
-    return 4 * (3 + 2 * n_state)
+    def test_range(self, name: str) -> tuple[float, float]:
+        """Finite values a test may draw for ``name``, from its declared check."""
+        return TEST_RANGES[getattr(self.fast, name).check]
+
+    def bytes_per_element(self, itemsize: int = 4, **config) -> int:
+        """Bytes one step reads and writes per element: params read and
+        written, grads read, each state buffer read and written."""
+        n_state = len(self.fast(**config).state_names)
+        return itemsize * (3 + 2 * n_state)
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("SGD", SGD, reference.SGD, _bytes(0),
-         {"default": {}, "decay": {"lr": 0.1, "weight_decay": 0.01}}),
-    Rule("Momentum", Momentum, reference.Momentum, _bytes(1),
+    Rule("SGD", SGD, reference.SGD,
+         {"default": {}, "decay": {"lr": 0.1, "weight_decay": 0.01},
+          "momentum": {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
+          "nesterov": {"lr": 0.05, "momentum": 0.8, "nesterov": True}}, "SGD"),
+    Rule("Momentum", Momentum, reference.Momentum,
          {"default": {}, "decay": {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.001}}),
-    Rule("Nesterov", Nesterov, reference.Nesterov, _bytes(1),
+    Rule("Nesterov", Nesterov, reference.Nesterov,
          {"default": {}, "decay": {"lr": 0.03, "momentum": 0.95, "weight_decay": 0.002}}),
-    Rule("AdaGrad", AdaGrad, reference.AdaGrad, _bytes(1),
+    Rule("AdaGrad", AdaGrad, reference.AdaGrad,
          {"default": {}, "decay": {"lr": 0.5, "eps": 1e-4, "weight_decay": 0.01}}),
-    Rule("RMSprop", RMSprop, reference.RMSprop, _bytes(1),
+    Rule("RMSprop", RMSprop, reference.RMSprop,
          {"default": {}, "decay": {"lr": 0.001, "decay_rate": 0.9, "eps": 1e-6, "weight_decay": 0.05}}),
-    Rule("Adam", Adam, reference.Adam, _bytes(2),
-         {"default": {}, "decay": {"lr": 0.01, "beta1": 0.5, "beta2": 0.99, "eps": 1e-5, "weight_decay": 0.1}}),
-    Rule("AdamW", AdamW, reference.AdamW, _bytes(2),
+    Rule("Adam", Adam, reference.Adam,
+         {"default": {}, "decay": {"lr": 0.01, "beta1": 0.5, "beta2": 0.99, "eps": 1e-5, "weight_decay": 0.1},
+          "amsgrad": {"lr": 0.01, "amsgrad": True}}),
+    Rule("AdamW", AdamW, reference.AdamW,
          {"default": {}, "strong_decay": {"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6, "weight_decay": 0.5},
-          "no_decay": {"weight_decay": 0.0}}),
+          "no_decay": {"weight_decay": 0.0}, "amsgrad": {"amsgrad": True, "weight_decay": 0.1}}, "AdamW"),
 )
 
 BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}

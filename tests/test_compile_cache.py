@@ -43,7 +43,7 @@ def test_import_and_update_work_with_no_writable_cache_location(tmp_path):
         """
         import numpy as np, fastopt
         assert fastopt.__file__.startswith(%r), fastopt.__file__
-        kernel = fastopt.Adam.kernel.serial
+        kernel = fastopt.Adam.math.kernel.serial
         print(type(kernel._cache).__name__)
         params = {"w": np.ones(4, np.float32)}
         fastopt.Adam().update(params, {"w": np.ones(4, np.float32)})
@@ -67,7 +67,7 @@ def test_kernels_load_from_a_writable_cache(tmp_path):
         import numpy as np, fastopt
         params = {"w": np.ones(4, np.float32)}
         fastopt.SGD().update(params, {"w": np.ones(4, np.float32)})
-        stats = fastopt.SGD.kernel.serial.stats
+        stats = fastopt.SGD.math.kernel.serial.stats
         print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
         """
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
@@ -82,7 +82,7 @@ def test_serial_and_parallel_variants_do_not_share_cache_entries(tmp_path):
     code = """
         import fastopt
         fastopt.warmup(rules=["Momentum"], dtypes=["float64"])
-        k = fastopt.Momentum.kernel
+        k = fastopt.Momentum.math.kernel
         print(len(k.serial.signatures), len(k.parallel.signatures))
         """
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
@@ -94,7 +94,23 @@ def test_serial_and_parallel_variants_do_not_share_cache_entries(tmp_path):
 
 def test_warmup_compiles_the_requested_kernels():
     fastopt.warmup(rules=["AdaGrad"], dtypes=["float32"], parallel=False)
-    signatures = fastopt.AdaGrad.kernel.serial.signatures
+    signatures = fastopt.AdaGrad.math.kernel.serial.signatures
     assert any(str(sig[1].dtype) == "float32" for sig in signatures)  # (table, scalars, step)
     params = {"w": np.ones(3, np.float32)}
     fastopt.AdaGrad().update(params, {"w": np.ones(3, np.float32)})
+
+
+def test_a_second_process_loads_every_generated_kernel_from_the_cache(tmp_path):
+    code = """
+        import fastopt
+        from fastopt.registry import RULES
+        fastopt.warmup(dtypes=["float64"])
+        kernels = {rule.kernel.name: rule.kernel for rule in RULES}
+        hits = sum(sum(d.stats.cache_hits.values()) for k in kernels.values() for d in k.variants())
+        misses = sum(sum(d.stats.cache_misses.values()) for k in kernels.values() for d in k.variants())
+        print(len(kernels), hits, misses)
+        """
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    n, hits, misses = run_python(code, env, cwd=tmp_path).split()
+    assert hits == "0" and int(misses) == 2 * int(n)
+    assert run_python(code, env, cwd=tmp_path).split() == [n, str(2 * int(n)), "0"]

@@ -104,22 +104,26 @@ def test_matches_reference_with_extreme_gradients(rule):
 
 
 def _hyperparameter_strategy(rule):
-    limits = {
-        "lr": st.floats(0.0, 2.0),
-        "momentum": st.floats(0.0, 0.999),
-        "beta1": st.floats(0.0, 0.999),
-        "beta2": st.floats(0.0, 0.9999),
-        "decay_rate": st.floats(0.0, 0.999),
-        "eps": st.floats(1e-10, 1.0),
-        "weight_decay": st.floats(0.0, 1.0),
-    }
-    return st.fixed_dictionaries({n: limits[n] for n in rule.fast.hyperparameter_names})
+    # Ranges come from each hyperparameter's declared check.
+    return st.fixed_dictionaries(
+        {n: st.floats(*rule.test_range(n)) for n in rule.hyperparameter_names}
+    )
+
+
+def _engine_options():
+    return st.fixed_dictionaries({}, optional={
+        "clip_norm": st.floats(1e-3, 10.0),
+        "clip_value": st.floats(1e-3, 3.0),
+        "maximize": st.booleans(),
+        "state_dtype": st.sampled_from([None, "float32", "float64"]),
+    })
 
 
 @st.composite
 def _cases(draw):
     rule = draw(st.sampled_from(RULES))
     kwargs = draw(_hyperparameter_strategy(rule))
+    kwargs.update(draw(_engine_options()))
     dtype = draw(st.sampled_from(DTYPES))
     shapes = draw(
         st.dictionaries(
@@ -167,7 +171,7 @@ def test_changing_hyperparameters_between_steps_matches_and_never_recompiles(rul
         ref.update(rp, grads)
     assert_same(fp, rp)
     assert_same_state(fast, ref)
-    for dispatcher in rule.kernel.variants():
+    for dispatcher in fast.kernel.variants():
         f32 = [sig for sig in dispatcher.signatures if str(sig[1].dtype) == "float32"]
         assert len(f32) == 1, f"{dispatcher.__name__} compiled {len(f32)} float32 signatures: {f32}"
 
@@ -180,11 +184,11 @@ def test_interpreted_kernel_body_matches_reference(rule, kwargs, dtype):
     # which holds only if every operation keeps the param dtype.
     from fastopt._jit import Kernel
 
-    py_func = rule.kernel.py_func
     rng = np.random.default_rng(13)
     params = make_params("several", dtype, rng)
     fast, ref = rule.fast(**kwargs), rule.reference(**kwargs)
-    fast.kernel = Kernel(py_func, py_func, py_func)
+    py_func = fast.kernel.py_func
+    fast.kernel = Kernel(fast.kernel.name, py_func, py_func, py_func)
     fast_params, ref_params = copy_params(params), copy_params(params)
     for _ in range(20):
         grads = random_grads(params, rng)

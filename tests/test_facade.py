@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt._jit import Kernel
+from fastopt._jit import Kernel, forget_timings
+from fastopt._plan import Plan
+from fastopt._validate import validate
 from fastopt.book import Affine
 from fastopt.registry import RULES
 
@@ -20,7 +22,8 @@ class CountingKernel:
 
     def __init__(self, kernel: Kernel):
         self.calls = []
-        self.kernel = Kernel(kernel.py_func, self._wrap("serial", kernel.serial), self._wrap("parallel", kernel.parallel))
+        self.kernel = Kernel(kernel.name, kernel.py_func, self._wrap("serial", kernel.serial),
+                             self._wrap("parallel", kernel.parallel))
 
     def _wrap(self, name, dispatcher):
         def call(table, *args):
@@ -31,7 +34,7 @@ class CountingKernel:
 
 
 def count_calls(opt):
-    counter = CountingKernel(type(opt).kernel)
+    counter = CountingKernel(opt.kernel)
     opt.kernel = counter.kernel
     return counter
 
@@ -109,14 +112,19 @@ def test_state_is_one_flat_buffer_per_name_with_a_view_per_key(rule):
     opt = rule.fast()
     assert opt.layout is None and all(v == {} for v in opt.state.values())
     opt.update(params, {k: np.ones_like(v) if isinstance(v, np.ndarray) else np.float32(1) for k, v in params.items()})
+    if not opt.state_names:  # a stateless rule fixes no layout
+        assert opt.layout is None and opt.state == {}
+        return
     assert opt.layout.keys == ("W", "b", "s")
     assert opt.layout.shapes == ((3, 2), (2,), ())
     assert opt.layout.dtype == np.float32
-    for name in rule.fast.state_names:
+    for name in opt.state_names:
         views = opt.state[name]
         assert views["W"].shape == (3, 2) and views["s"].shape == ()
         assert views["W"].base is views["b"].base is views["s"].base
-        assert views["W"].base.size == 3 * 2 + 2 + 1
+        flat = opt.optimizer_state.buffers[name]
+        assert flat.size == 3 * 2 + 2 + 1 and flat.flags.c_contiguous
+        assert all(np.shares_memory(v, flat) for v in views.values())
 
 
 @rules
@@ -155,6 +163,7 @@ def test_kernel_variant_follows_parallel_min_size_and_parallel():
     opt.update(params, grads)
     opt.parallel = False
     opt.update(params, grads)
+    forget_timings()
     opt.parallel = None  # timed: three calls of each first, serial first
     for _ in range(6):
         opt.update(params, grads)
@@ -177,7 +186,7 @@ def test_faster_of_runs_the_faster_kernel_and_keeps_probing():
             time.sleep(durations[name])
         return run
 
-    runner = FasterOf(kernel("serial"), lambda: kernel("parallel"))
+    runner = FasterOf(kernel("serial"), lambda: kernel("parallel"), key=("test", object()))
     for _ in range(120):
         runner()
     assert calls[:6] == ["serial"] * 3 + ["parallel"] * 3  # both timed first
@@ -198,10 +207,10 @@ def test_segment_table_gives_each_thread_an_equal_share():
     grads = {k: np.ones_like(v) for k, v in params.items()}
     opt = fastopt.Momentum()
     opt.update(params, grads)
-    step = opt._validate(params, grads)
-    table, row_key = opt._segment_table(step, parts=3)
+    plan = Plan(validate(params, grads, opt.layout, {}), opt.optimizer_state, [0] * 4, parts=3)
+    table, row_key = plan.table, plan.row_key
     assert row_key[table[:, 0] > 0].tolist() == [0, 0, 0, 2, 3]
-    assert table.shape[1] == 4  # length, p, g, v
+    assert table.shape[1] == 5  # length, group, p, g, v
     rows_per_share = len(table) // 3
     shares = [table[i * rows_per_share:(i + 1) * rows_per_share, 0].sum() for i in range(3)]
     assert shares == [34, 34, 33] and len(table) % 3 == 0
@@ -209,8 +218,8 @@ def test_segment_table_gives_each_thread_an_equal_share():
     assert table[table[:, 0] > 0, 0].tolist() == [34, 34, 2, 3, 28]
     live = table[table[:, 0] > 0]
     big = params["big"].ctypes.data
-    assert live[:3, 1].tolist() == [big, big + 34 * 4, big + 68 * 4]
-    assert live[3, 1] == params["small"].ctypes.data
+    assert live[:3, 2].tolist() == [big, big + 34 * 4, big + 68 * 4]
+    assert live[3, 2] == params["small"].ctypes.data
 
 
 @rules
@@ -268,7 +277,7 @@ def test_signature_and_defaults_match_the_design_table(rule):
     import inspect
 
     expected = {
-        "SGD": {"lr": 0.01, "weight_decay": 0.0},
+        "SGD": {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.0, "dampening": 0.0},
         "Momentum": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0},
         "Nesterov": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0},
         "AdaGrad": {"lr": 0.01, "eps": 1e-7, "weight_decay": 0.0},
@@ -323,7 +332,6 @@ def _replaying_optimizer():
     opt = fastopt.Adam()
     opt.update(params, grads)
     opt.update(params, grads)
-    assert opt._plan is not None  # the next identical call replays
     return opt, params, grads
 
 
@@ -380,7 +388,7 @@ def test_memoryview_float32_assignment_rounds_like_numpy():
 def test_shares_of_layouts_beyond_2_to_the_31_elements():
     # The arithmetic only: no memory is allocated.
     from fastopt._layout import Layout
-    from fastopt.optimizer import split_into_shares
+    from fastopt._plan import split_into_shares
 
     shapes = [(50_000, 50_000), (3,), (2**31 + 7,)]
     layout = Layout.from_shapes(["a", "b", "c"], shapes, np.float32)

@@ -35,7 +35,7 @@ COMMON = textwrap.dedent(
             ref.update(ref_params, g)
         same = all(fast_params[k].tobytes() == ref_params[k].tobytes() for k in params)
         same &= all(fast.state[n][k].tobytes() == ref.state[n][k].tobytes()
-                    for n in rule.fast.state_names for k in params)
+                    for n in fast.state_names for k in params)
         return same
     """
 )

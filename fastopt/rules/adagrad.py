@@ -21,12 +21,12 @@ Compared with PyTorch ``Adagrad``: the same update with
 ``1e-10``.  optax's ``adagrad`` starts ``h`` at 0.1 and puts ``eps`` inside the
 square root.
 """
+from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
-from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive
-from .._jit import LENGTH, array_at, kernel
+from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
+from .._jit import RuleMath
 from ..optimizer import Optimizer
 
 
@@ -36,28 +36,24 @@ class AdaGradHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-@kernel
-def adagrad_kernel(table, s, step):
-    lr, eps, weight_decay = s[0], s[1], s[2]
-    for row in prange(table.shape[0]):
-        n = table[row, LENGTH]
-        p = array_at(table[row, 1], n, s)
-        g = array_at(table[row, 2], n, s)
-        h = array_at(table[row, 3], n, s)
-        for i in range(n):
-            gi = g[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * p[i]
-            hi = h[i] + gi * gi
-            h[i] = hi
-            p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
-    step[0] += 1
+class Scalars(NamedTuple):
+    lr: float
+    eps: float
+
+
+def scalars(hp, t) -> Scalars:
+    return Scalars(lr=hp.lr, eps=hp.eps)
+
+
+def update(p, g, i, h, lr, eps):
+    hi = h[i] + g * g
+    h[i] = hi
+    return p - lr * g / (np.sqrt(hi) + eps)
+
+
+MATH = RuleMath("AdaGrad", ("h",), Scalars, scalars, update, depends_on_step=False)
 
 
 class AdaGrad(AdaGradHyperparameters, Optimizer):
     __doc__ = __doc__
-    state_names = ("h",)
-    kernel = adagrad_kernel
-
-    def constant_scalars(self, hp):
-        return (hp.lr, hp.eps, hp.weight_decay)
+    math = MATH

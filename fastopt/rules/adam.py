@@ -11,6 +11,11 @@ the step count, 1 at the first update)::
 Defaults: ``lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7, weight_decay=0.0`` (the
 book's ``Adam``, whose ``1e-7`` becomes ``eps``).  State: ``m``, ``v``.
 
+``amsgrad=True`` (Reddi et al., "On the Convergence of Adam and Beyond",
+ICLR 2018, as PyTorch implements it) keeps ``v_max = maximum(v_max, v)``
+(NaN-propagating, like ``np.maximum``) and divides by ``sqrt(v_max)``
+instead; state ``m``, ``v``, ``v_max``.
+
 Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization",
 arXiv:1412.6980, the update just before section 2.1; the book, section 6.1.6.
 
@@ -25,15 +30,14 @@ float64 and silently promotes ``lr_t * m`` to float64 for float32 params,
 every scalar here is rounded to the param dtype and all arithmetic stays in
 that dtype.
 """
-
-from math import sqrt
+from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import LENGTH, array_at, kernel
+from .._jit import RuleMath
 from ..optimizer import Optimizer
+from math import sqrt
 
 
 class AdamHyperparameters(Hyperparameters):
@@ -44,35 +48,50 @@ class AdamHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-@kernel
-def adam_kernel(table, s, step):
-    lr_t, one_minus_beta1, one_minus_beta2, eps, weight_decay = s[0], s[1], s[2], s[3], s[4]
-    for row in prange(table.shape[0]):
-        n = table[row, LENGTH]
-        p = array_at(table[row, 1], n, s)
-        g = array_at(table[row, 2], n, s)
-        m = array_at(table[row, 3], n, s)
-        v = array_at(table[row, 4], n, s)
-        for i in range(n):
-            gi = g[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * p[i]
-            mi = m[i] + one_minus_beta1 * (gi - m[i])
-            vi = v[i] + one_minus_beta2 * (gi * gi - v[i])
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] - lr_t * mi / (np.sqrt(vi) + eps)
-    step[0] += 1
+class Scalars(NamedTuple):
+    lr_t: float
+    one_minus_beta1: float
+    one_minus_beta2: float
+    eps: float
+
+
+def scalars(hp, t) -> Scalars:
+    return Scalars(
+        lr_t=hp.lr * sqrt(1.0 - hp.beta2**t) / (1.0 - hp.beta1**t),
+        one_minus_beta1=1.0 - hp.beta1,
+        one_minus_beta2=1.0 - hp.beta2,
+        eps=hp.eps,
+    )
+
+
+def update(p, g, i, m, v, lr_t, one_minus_beta1, one_minus_beta2, eps):
+    mi = m[i] + one_minus_beta1 * (g - m[i])
+    vi = v[i] + one_minus_beta2 * (g * g - v[i])
+    m[i] = mi
+    v[i] = vi
+    return p - lr_t * mi / (np.sqrt(vi) + eps)
+
+
+def amsgrad_update(p, g, i, m, v, v_max, lr_t, one_minus_beta1, one_minus_beta2, eps):
+    mi = m[i] + one_minus_beta1 * (g - m[i])
+    vi = v[i] + one_minus_beta2 * (g * g - v[i])
+    top = v_max[i]
+    if vi > top or vi != vi:
+        top = vi
+    m[i] = mi
+    v[i] = vi
+    v_max[i] = top
+    return p - lr_t * mi / (np.sqrt(top) + eps)
+
+
+MATH = RuleMath("Adam", ("m", "v"), Scalars, scalars, update, depends_on_step=True)
+AMSGRAD_MATH = RuleMath("AdamAMSGrad", ("m", "v", "v_max"), Scalars, scalars, amsgrad_update, depends_on_step=True)
 
 
 class Adam(AdamHyperparameters, Optimizer):
     __doc__ = __doc__
-    state_names = ("m", "v")
-    n_step_scalars = 1
-    kernel = adam_kernel
+    math = MATH
+    structure = {"amsgrad": False}
 
-    def step_scalars(self, hp, t):
-        return (hp.lr * sqrt(1.0 - hp.beta2**t) / (1.0 - hp.beta1**t),)
-
-    def constant_scalars(self, hp):
-        return (1.0 - hp.beta1, 1.0 - hp.beta2, hp.eps, hp.weight_decay)
+    def choose_math(self) -> RuleMath:
+        return AMSGRAD_MATH if self.amsgrad else MATH

@@ -11,6 +11,10 @@ gradient: the decay acts on ``p`` directly)::
 Defaults: ``lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01``
 (PyTorch's).  State: ``m``, ``v``.
 
+``amsgrad=True`` (as PyTorch's ``AdamW(amsgrad=True)``): ``v_max =
+maximum(v_max, v)`` replaces ``v`` in the denominator; state ``m``, ``v``,
+``v_max``.
+
 Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
 ICLR 2019, algorithm 2, in the form PyTorch's ``AdamW`` and ``optax.adamw``
 implement: the decay is scaled by ``lr`` (the paper's schedule multiplier
@@ -21,15 +25,14 @@ Compared with PyTorch ``AdamW(amsgrad=False)``: the same equations in the same
 order.  optax's ``adamw`` applies the decay after the Adam step, not before,
 which differs by a term of order ``lr**2 * weight_decay``.
 """
-
-from math import sqrt
+from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import LENGTH, array_at, kernel
+from .._jit import RuleMath
 from ..optimizer import Optimizer
+from math import sqrt
 
 
 class AdamWHyperparameters(Hyperparameters):
@@ -40,35 +43,63 @@ class AdamWHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.01, non_negative, "decoupled decay coefficient")
 
 
-@kernel
-def adamw_kernel(table, s, step):
-    step_size, sqrt_bias2 = s[0], s[1]
-    decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = s[2], s[3], s[4], s[5], s[6], s[7]
-    for row in prange(table.shape[0]):
-        n = table[row, LENGTH]
-        p = array_at(table[row, 1], n, s)
-        g = array_at(table[row, 2], n, s)
-        m = array_at(table[row, 3], n, s)
-        v = array_at(table[row, 4], n, s)
-        for i in range(n):
-            gi = g[i]
-            mi = beta1 * m[i] + one_minus_beta1 * gi
-            vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] * decay - step_size * mi / (np.sqrt(vi) / sqrt_bias2 + eps)
-    step[0] += 1
+class Scalars(NamedTuple):
+    step_size: float
+    sqrt_bias2: float
+    decay: float
+    beta1: float
+    one_minus_beta1: float
+    beta2: float
+    one_minus_beta2: float
+    eps: float
+
+
+def scalars(hp, t) -> Scalars:
+    b1, b2 = hp.beta1, hp.beta2
+    return Scalars(
+        step_size=hp.lr / (1.0 - b1**t),
+        sqrt_bias2=sqrt(1.0 - b2**t),
+        decay=1.0 - hp.lr * hp.weight_decay,
+        beta1=b1,
+        one_minus_beta1=1.0 - b1,
+        beta2=b2,
+        one_minus_beta2=1.0 - b2,
+        eps=hp.eps,
+    )
+
+
+def update(p, g, i, m, v, step_size, sqrt_bias2, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps):
+    mi = beta1 * m[i] + one_minus_beta1 * g
+    vi = beta2 * v[i] + one_minus_beta2 * g * g
+    m[i] = mi
+    v[i] = vi
+    p = p * decay
+    return p - step_size * mi / (np.sqrt(vi) / sqrt_bias2 + eps)
+
+
+def amsgrad_update(p, g, i, m, v, v_max, step_size, sqrt_bias2, decay, beta1, one_minus_beta1, beta2,
+                   one_minus_beta2, eps):
+    mi = beta1 * m[i] + one_minus_beta1 * g
+    vi = beta2 * v[i] + one_minus_beta2 * g * g
+    top = v_max[i]
+    if vi > top or vi != vi:
+        top = vi
+    m[i] = mi
+    v[i] = vi
+    v_max[i] = top
+    p = p * decay
+    return p - step_size * mi / (np.sqrt(top) / sqrt_bias2 + eps)
+
+
+MATH = RuleMath("AdamW", ("m", "v"), Scalars, scalars, update, depends_on_step=True, coupled_decay=None)
+AMSGRAD_MATH = RuleMath("AdamWAMSGrad", ("m", "v", "v_max"), Scalars, scalars, amsgrad_update,
+                        depends_on_step=True, coupled_decay=None)
 
 
 class AdamW(AdamWHyperparameters, Optimizer):
     __doc__ = __doc__
-    state_names = ("m", "v")
-    n_step_scalars = 2
-    kernel = adamw_kernel
+    math = MATH
+    structure = {"amsgrad": False}
 
-    def step_scalars(self, hp, t):
-        return (hp.lr / (1.0 - hp.beta1**t), sqrt(1.0 - hp.beta2**t))
-
-    def constant_scalars(self, hp):
-        b1, b2 = hp.beta1, hp.beta2
-        return (1.0 - hp.lr * hp.weight_decay, b1, 1.0 - b1, b2, 1.0 - b2, hp.eps)
+    def choose_math(self) -> RuleMath:
+        return AMSGRAD_MATH if self.amsgrad else MATH

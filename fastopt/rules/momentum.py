@@ -17,11 +17,12 @@ when ``lr`` changes mid-run they differ, because this ``v`` carries the old
 learning rate.  PyTorch also sets ``b = g`` on the first step (no
 dampening), which matches ``v = -lr * g`` from zero here.
 """
+from typing import NamedTuple
 
-from numba import prange
+import numpy as np
 
-from .._hyper import Hyperparameter, Hyperparameters, non_negative, unit_interval
-from .._jit import LENGTH, array_at, kernel
+from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
+from .._jit import RuleMath
 from ..optimizer import Optimizer
 
 
@@ -31,28 +32,24 @@ class MomentumHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-@kernel
-def momentum_kernel(table, s, step):
-    lr, momentum, weight_decay = s[0], s[1], s[2]
-    for row in prange(table.shape[0]):
-        n = table[row, LENGTH]
-        p = array_at(table[row, 1], n, s)
-        g = array_at(table[row, 2], n, s)
-        v = array_at(table[row, 3], n, s)
-        for i in range(n):
-            gi = g[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * p[i]
-            vi = momentum * v[i] - lr * gi
-            v[i] = vi
-            p[i] = p[i] + vi
-    step[0] += 1
+class Scalars(NamedTuple):
+    lr: float
+    momentum: float
+
+
+def scalars(hp, t) -> Scalars:
+    return Scalars(lr=hp.lr, momentum=hp.momentum)
+
+
+def update(p, g, i, v, lr, momentum):
+    vi = momentum * v[i] - lr * g
+    v[i] = vi
+    return p + vi
+
+
+MATH = RuleMath("Momentum", ("v",), Scalars, scalars, update, depends_on_step=False)
 
 
 class Momentum(MomentumHyperparameters, Optimizer):
     __doc__ = __doc__
-    state_names = ("v",)
-    kernel = momentum_kernel
-
-    def constant_scalars(self, hp):
-        return (hp.lr, hp.momentum, hp.weight_decay)
+    math = MATH

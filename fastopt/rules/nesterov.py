@@ -1,31 +1,35 @@
-"""Nesterov accelerated gradient, in the form of Bengio et al. (2012).
+"""Nesterov accelerated gradient, in the form of Bengio et al. (2012), with
+the book's roundings.
 
 Equations (``g`` after coupled weight decay, ``g + weight_decay * p``;
-``v_old`` is the velocity before this step)::
+``v_old`` is the velocity before this step), in this order, each scalar
+computed in Python first::
 
-    p += momentum * momentum * v_old - (1 + momentum) * lr * g
-    v  = momentum * v_old - lr * g
+    p = p + (momentum * momentum) * v_old
+    p = p - ((1 + momentum) * lr) * g
+    v = momentum * v_old - lr * g
 
 Defaults: ``lr=0.01, momentum=0.9, weight_decay=0.0``.  State: ``v``.
 
 Reference: Y. Bengio, N. Boulanger-Lewandowski, R. Pascanu, "Advances in
 optimizing recurrent networks", arXiv:1212.0901 (2012), eq. 7 - the paper the
-book cites.
-
-Warning - differs from the book's listing: the book's ``Nesterov.update``
-multiplies ``momentum**2`` by the velocity *after* updating it, which is not
-the paper's update; after five steps on random gradients the two differ in
-the first digit.  fastopt follows the paper.
+book cites; the book's ``common/optimizer.py`` since its 2021 fix ("Fix
+Nesterov update function"), whose two in-place statements on ``p`` round
+twice: fastopt does the same, so float64 results are bit-identical to the
+book's code.  (Before that fix the book multiplied ``momentum**2`` by the
+*updated* velocity.)
 
 Compared with PyTorch ``SGD(momentum=m, nesterov=True)``: identical params
-with PyTorch's buffer equal to ``-v / lr`` (for a constant ``lr``).  optax's
-``sgd(nesterov=True)`` is the same method.
+with PyTorch's buffer equal to ``-v / lr`` (for a constant ``lr``), up to
+rounding.  optax's ``sgd(nesterov=True)`` is the same method.
 """
+from typing import NamedTuple
 
-from numba import prange
+import numpy as np
 
-from .._hyper import Hyperparameter, Hyperparameters, non_negative, unit_interval
-from .._jit import LENGTH, array_at, kernel
+from .._hyper import Hyperparameter, Hyperparameters, is_schedule, non_negative, positive, unit_interval
+from .._jit import RuleMath
+from ..errors import HyperparameterError
 from ..optimizer import Optimizer
 
 
@@ -35,29 +39,29 @@ class NesterovHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-@kernel
-def nesterov_kernel(table, s, step):
-    lr, momentum, momentum_sq, one_plus_momentum_lr, weight_decay = s[0], s[1], s[2], s[3], s[4]
-    for row in prange(table.shape[0]):
-        n = table[row, LENGTH]
-        p = array_at(table[row, 1], n, s)
-        g = array_at(table[row, 2], n, s)
-        v = array_at(table[row, 3], n, s)
-        for i in range(n):
-            gi = g[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * p[i]
-            v_old = v[i]
-            p[i] = p[i] + (momentum_sq * v_old - one_plus_momentum_lr * gi)
-            v[i] = momentum * v_old - lr * gi
-    step[0] += 1
+class Scalars(NamedTuple):
+    lr: float
+    momentum: float
+    momentum_sq: float
+    one_plus_momentum_lr: float
+
+
+def scalars(hp, t) -> Scalars:
+    m = hp.momentum
+    return Scalars(lr=hp.lr, momentum=m, momentum_sq=m * m, one_plus_momentum_lr=(1.0 + m) * hp.lr)
+
+
+def update(p, g, i, v, lr, momentum, momentum_sq, one_plus_momentum_lr):
+    v_old = v[i]
+    p = p + momentum_sq * v_old
+    p = p - one_plus_momentum_lr * g
+    v[i] = momentum * v_old - lr * g
+    return p
+
+
+MATH = RuleMath("Nesterov", ("v",), Scalars, scalars, update, depends_on_step=False)
 
 
 class Nesterov(NesterovHyperparameters, Optimizer):
     __doc__ = __doc__
-    state_names = ("v",)
-    kernel = nesterov_kernel
-
-    def constant_scalars(self, hp):
-        m = hp.momentum
-        return (hp.lr, m, m * m, (1.0 + m) * hp.lr, hp.weight_decay)
+    math = MATH

@@ -15,44 +15,42 @@ Compared with PyTorch ``RMSprop(alpha=decay_rate)``: the same update
 (non-centered, no momentum); PyTorch's default ``eps`` is ``1e-8``.  optax's
 ``rmsprop`` puts ``eps`` inside the square root.
 """
+from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import LENGTH, array_at, kernel
+from .._jit import RuleMath
 from ..optimizer import Optimizer
 
 
 class RMSpropHyperparameters(Hyperparameters):
     lr = Hyperparameter(0.01, non_negative, "learning rate")
-    decay_rate = Hyperparameter(0.99, unit_interval, "decay of the squared-gradient average")
+    decay_rate = Hyperparameter(0.99, unit_interval, "decay of the squared-gradient average h")
     eps = Hyperparameter(1e-7, positive, "added to sqrt(h)")
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-@kernel
-def rmsprop_kernel(table, s, step):
-    lr, decay_rate, one_minus_decay_rate, eps, weight_decay = s[0], s[1], s[2], s[3], s[4]
-    for row in prange(table.shape[0]):
-        n = table[row, LENGTH]
-        p = array_at(table[row, 1], n, s)
-        g = array_at(table[row, 2], n, s)
-        h = array_at(table[row, 3], n, s)
-        for i in range(n):
-            gi = g[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * p[i]
-            hi = decay_rate * h[i] + one_minus_decay_rate * gi * gi
-            h[i] = hi
-            p[i] = p[i] - lr * gi / (np.sqrt(hi) + eps)
-    step[0] += 1
+class Scalars(NamedTuple):
+    lr: float
+    decay_rate: float
+    one_minus_decay_rate: float
+    eps: float
+
+
+def scalars(hp, t) -> Scalars:
+    return Scalars(lr=hp.lr, decay_rate=hp.decay_rate, one_minus_decay_rate=1.0 - hp.decay_rate, eps=hp.eps)
+
+
+def update(p, g, i, h, lr, decay_rate, one_minus_decay_rate, eps):
+    hi = decay_rate * h[i] + one_minus_decay_rate * g * g
+    h[i] = hi
+    return p - lr * g / (np.sqrt(hi) + eps)
+
+
+MATH = RuleMath("RMSprop", ("h",), Scalars, scalars, update, depends_on_step=False)
 
 
 class RMSprop(RMSpropHyperparameters, Optimizer):
     __doc__ = __doc__
-    state_names = ("h",)
-    kernel = rmsprop_kernel
-
-    def constant_scalars(self, hp):
-        return (hp.lr, hp.decay_rate, 1.0 - hp.decay_rate, hp.eps, hp.weight_decay)
+    math = MATH

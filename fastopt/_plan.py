@@ -1,0 +1,282 @@
+"""Planning: the segment table of a validated call, and its cheap re-use.
+
+A :class:`Plan` is built once from a full validation (see
+:mod:`fastopt._validate`) and re-bound on every later call with the same
+param arrays: the book's loop passes the same params and *new* grad arrays
+every step, so re-binding must cost microseconds, not a validation.
+
+:meth:`Plan.bind` does it in one compiled call that reads the C header of
+every array (``PyArrayObject``: data pointer, ndim, dims, dtype, flags - a
+stable part of NumPy's ABI, probed at import and used only if the probe
+agrees with NumPy's own attributes) and checks, per key, what a full
+validation would: the same param object at the same address, still
+C-contiguous and writable, the same shape; a grad of the same dtype and
+shape, C-contiguous, whose bytes overlap no param and no state buffer.  It
+then writes the grads' addresses into the table.  Any difference sends the
+call through full validation, which raises the proper error or plans anew.
+Nothing of the caller's grads is kept after ``update`` returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numba
+import numpy as np
+
+from ._jit import FIRST_STATE, GRAD, GROUP, LENGTH, PARAM, array_at, helper
+
+_C_CONTIGUOUS, _WRITEABLE = 0x0001, 0x0400
+# Words of PyArrayObject (64-bit): refcount, type, data, nd, dimensions,
+# strides, base, descr, flags.
+_DATA, _ND, _DIMS, _DESCR, _FLAGS = 2, 3, 4, 7, 8
+_HEADER_WORDS = 9
+_WORD = np.zeros(0, np.int64)
+_LOW32 = 0xFFFFFFFF
+
+
+def _probe_headers() -> bool:
+    """Whether the header words above agree with NumPy's attributes here."""
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+    base = np.arange(24.0).reshape(4, 6)
+    samples = [base, base[1:3], base[:, ::2], np.zeros((), np.float32), np.zeros(0), base.T]
+    samples[1].flags.writeable = False
+    for a in samples:
+        words = (ctypes.c_int64 * _HEADER_WORDS).from_address(id(a))
+        flags = words[_FLAGS] & _LOW32
+        dims = (ctypes.c_int64 * a.ndim).from_address(words[_DIMS] & (2**64 - 1)) if a.ndim else ()
+        if (
+            words[_DATA] != a.__array_interface__["data"][0]
+            or words[_ND] & _LOW32 != a.ndim
+            or tuple(dims) != a.shape
+            or words[_DESCR] != id(a.dtype)
+            or bool(flags & _C_CONTIGUOUS) != a.flags.c_contiguous
+            or bool(flags & _WRITEABLE) != a.flags.writeable
+        ):
+            return False
+    return True
+
+
+HEADERS_READABLE = _probe_headers()
+
+# Columns of Plan.expect, one row per key.
+_P_ID, _P_DATA, _NDIM, _DIM0, _DESCR_ID, _NBYTES = range(6)
+
+
+@helper
+def _header(address):
+    return array_at(address, _HEADER_WORDS, _WORD)
+
+
+@helper
+def _same_shape(words, expect, key, dims):
+    nd = words[_ND] & _LOW32
+    if nd != expect[key, _NDIM]:
+        return False
+    if nd:
+        got = array_at(words[_DIMS], nd, _WORD)
+        start = expect[key, _DIM0]
+        for d in range(nd):
+            if got[d] != dims[start + d]:
+                return False
+    return True
+
+
+def _bind(ids, expect, dims, owned, grad_base, table, row_key, row_shift):
+    """-1 when every key checks out (and the grad column is written), else
+    the index of the first key that needs full validation."""
+    n_keys = expect.shape[0]
+    for key in range(n_keys):
+        if ids[2 * key] != expect[key, _P_ID]:
+            return key
+        p = _header(ids[2 * key])
+        flags = p[_FLAGS] & _LOW32
+        if p[_DATA] != expect[key, _P_DATA] or p[_DESCR] != expect[key, _DESCR_ID] or flags & (_C_CONTIGUOUS | _WRITEABLE) != (_C_CONTIGUOUS | _WRITEABLE):
+            return key
+        if not _same_shape(p, expect, key, dims):
+            return key
+        g = _header(ids[2 * key + 1])
+        if g[_DESCR] != expect[key, _DESCR_ID] or not (g[_FLAGS] & _C_CONTIGUOUS):
+            return key
+        if not _same_shape(g, expect, key, dims):
+            return key
+        lo = g[_DATA]
+        hi = lo + expect[key, _NBYTES]
+        if hi > lo:
+            for r in range(owned.shape[0]):
+                if lo < owned[r, 1] and owned[r, 0] < hi:
+                    return key
+        grad_base[key] = lo
+    for row in range(table.shape[0]):
+        table[row, GRAD] = grad_base[row_key[row]] + row_shift[row]
+    return -1
+
+
+_bind_compiled = helper(_bind)
+
+
+def split_into_shares(sizes, parts: int) -> list[tuple[int, int, int]]:
+    """Cut runs of ``sizes`` elements (in order) into ``parts`` equal shares.
+
+    Returns rows of (run index, first element in the run, length): a share
+    that spans several runs gets a row per run, and every share is padded with
+    empty rows ``(0, 0, 0)`` to the same row count, so that the static
+    schedule of ``prange`` - equal blocks of rows, in order - hands each
+    thread exactly one share.  Python ints throughout: layouts beyond 2**31
+    elements need no care.
+    """
+    total = sum(sizes)
+    if not total:
+        return []
+    share = -(-total // parts)
+    shares = [[] for _ in range(parts)]
+    offset = 0
+    for run, size in enumerate(sizes):
+        start = 0
+        while start < size:
+            j = (offset + start) // share
+            length = min(size - start, (j + 1) * share - (offset + start))
+            shares[j].append((run, start, length))
+            start += length
+        offset += size
+    width = max(len(rows) for rows in shares)
+    return [row for rows in shares for row in rows + [(0, 0, 0)] * (width - len(rows))]
+
+
+class Plan:
+    """One validated call's kernel table, ready to be re-bound to new grads."""
+
+    def __init__(self, call, state, key_group, parts: int):
+        layout = call.layout
+        self.layout = layout
+        self.params = call.params  # keeps the params dict alive: its id keys the plan
+        self.scalar_types = None
+        if call.writeback and len(call.writeback) == len(layout.keys) and all(
+            type(g) is not np.ndarray for g in (call.grads[k] for k in layout.keys)
+        ):
+            self._own_scalar_buffers(call)
+        self.writeback = call.writeback
+        self.keepalive = (call.param_views, call.grad_views, state.root)
+        self.state_version = state.version
+        n_keys = len(layout.keys)
+        itemsize = layout.dtype.itemsize
+        state_itemsize = state.root.dtype.itemsize
+        rows = split_into_shares(layout.sizes, parts)
+        self.row_key = np.array([key for key, _, _ in rows], np.int64)
+        self.row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
+        state_shift = np.array([start * state_itemsize for _, start, _ in rows], np.int64)
+        self.grad_base = np.array(call.grad_addresses, np.int64).reshape(n_keys)
+        self.table = table = np.zeros((len(rows), FIRST_STATE + len(state.state_names)), np.int64)
+        if rows:
+            param_base = np.array(call.param_addresses, np.int64)
+            table[:, LENGTH] = [length for _, _, length in rows]
+            table[:, GROUP] = np.asarray(key_group, np.int64)[self.row_key]
+            table[:, PARAM] = param_base[self.row_key] + self.row_shift
+            table[:, GRAD] = self.grad_base[self.row_key] + self.row_shift
+            offsets = np.array(layout.offsets, np.int64) * state_itemsize
+            for j, buffer in enumerate(state.root):
+                table[:, FIRST_STATE + j] = buffer.ctypes.data + offsets[self.row_key] + state_shift
+        self.keys = layout.keys
+        self.n_keys = n_keys
+        self._bind = None
+        if HEADERS_READABLE and not call.writeback:
+            self._prepare_binding(call, state)
+
+    def _own_scalar_buffers(self, call) -> None:
+        """A dict of Python floats or NumPy scalars (the book's 2-D example):
+        the plan keeps one buffer of params and one of grads, so that a later
+        call only copies the values in (:meth:`bind_scalars`)."""
+        layout = call.layout
+        self.scalar_params = np.array([call.params[k] for k in layout.keys], layout.dtype)
+        self.scalar_grads = np.array([call.grads[k] for k in layout.keys], layout.dtype)
+        self.scalar_types = [type(call.params[k]) for k in layout.keys]
+        self.scalar_views = (memoryview(self.scalar_params), memoryview(self.scalar_grads))
+        itemsize = layout.dtype.itemsize
+        base_p, base_g = self.scalar_params.ctypes.data, self.scalar_grads.ctypes.data
+        call.param_addresses = [base_p + k * itemsize for k in range(len(layout.keys))]
+        call.grad_addresses = [base_g + k * itemsize for k in range(len(layout.keys))]
+        call.param_views = [self.scalar_params]
+        call.grad_views = [self.scalar_grads]
+        call.writeback = [
+            (key, self.scalar_params[k : k + 1], to_python) for k, (key, _, to_python) in enumerate(call.writeback)
+        ]
+
+    def bind_scalars(self, params, grads) -> bool:
+        """Copy this call's scalar values in; False: validate fully."""
+        types = self.scalar_types
+        if types is None or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
+            return False
+        p_view, g_view = self.scalar_views
+        get_p, get_g = params.get, grads.get
+        for k, key in enumerate(self.keys):
+            value_type = types[k]
+            p, g = get_p(key), get_g(key)
+            if type(p) is not value_type or type(g) is not value_type:
+                return False
+            p_view[k] = p
+            g_view[k] = g
+        return True
+
+    def _prepare_binding(self, call, state) -> None:
+        layout = self.layout
+        n = self.n_keys
+        expect = np.zeros((n, 6), np.int64)
+        dims = []
+        for k, (key, p) in enumerate(call.param_arrays):
+            expect[k, _P_ID] = id(p)
+            expect[k, _P_DATA] = call.param_addresses[k] if p.size else p.__array_interface__["data"][0]
+            expect[k, _NDIM] = p.ndim
+            expect[k, _DIM0] = len(dims)
+            expect[k, _DESCR_ID] = id(layout.dtype)
+            expect[k, _NBYTES] = p.nbytes
+            dims.extend(p.shape)
+        owned = [(a, a + p.nbytes) for a, (_, p) in zip(call.param_addresses, call.param_arrays) if p.size]
+        owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.root if b.size]
+        self.param_objects = [p for _, p in call.param_arrays]  # their ids must stay theirs
+        self.ids = np.zeros(2 * n, np.int64)
+        self.ids_view = memoryview(self.ids)
+        self.expect = expect
+        self.dims = np.array(dims, np.int64)
+        self.owned = np.array(owned, np.int64).reshape(len(owned), 2)
+        args = (self.ids, expect, self.dims, self.owned, self.grad_base, self.table, self.row_key, self.row_shift)
+        signature = tuple(numba.typeof(a) for a in args)
+        try:
+            from ._jit import load_or_compile
+
+            load_or_compile(_bind_compiled, signature)
+            entry = _bind_compiled.overloads[signature].entry_point
+        except (AttributeError, KeyError):
+            entry = _bind_compiled
+        self._bind = lambda: entry(*args)
+
+    def bind(self, params, grads) -> bool:
+        """Re-bind to this call's grads (same params); False: validate fully."""
+        if self.scalar_types is not None:
+            return self.bind_scalars(params, grads)
+        if self._bind is None or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
+            return False
+        ids = self.ids_view
+        j = 0
+        ndarray = np.ndarray
+        get = params.get
+        for key in self.keys:
+            g = grads.get(key)
+            if type(g) is not ndarray:
+                return False
+            ids[j] = id(get(key))
+            ids[j + 1] = id(g)
+            j += 2
+        return self._bind() < 0
+
+    def write_back(self, params) -> None:
+        """Python-float and NumPy-scalar params get their new values."""
+        if self.scalar_types is not None:
+            p_view = self.scalar_views[0]
+            for k, key in enumerate(self.keys):
+                value_type = self.scalar_types[k]
+                params[key] = p_view[k] if value_type is float else value_type(p_view[k])
+            return
+        for key, view, to_python in self.writeback:
+            value = view[0]
+            params[key] = value.item() if to_python else value

@@ -1,0 +1,249 @@
+"""Reductions over the grads on a fixed grid: the non-finite check and the norm.
+
+A sum of floats depends on the order of its additions, so a norm summed in
+thread shares would change bits with the thread count.  fastopt sums on a
+grid that depends only on the layout:
+
+1. each key's elements are cut into blocks of ``BLOCK`` (4096) elements from
+   the key's start (the last block of a key may be shorter);
+2. in a block, element ``i`` goes to lane ``i % LANES`` (16 lanes) and is
+   added to it in order: ``lane += float64(x) * float64(x)``, each lane
+   starting at +0.0;
+3. the lanes are combined pairwise (:func:`pairwise`): adjacent pairs, the
+   odd one out carried to the next round, until one value is left;
+4. a key's block sums are combined pairwise in block order, and the key sums
+   pairwise in layout order (a key with no elements sums to 0.0).
+
+Everything is float64.  ``x`` is the gradient after the ``clip_value``
+clamp, done in the arithmetic dtype.  Blocks are shared out to threads, but
+no sum crosses a block, so the result is the same on any thread count;
+:func:`reference_sum_of_squares` computes it with whole-array NumPy.
+
+The same pass checks for nan and inf (the largest exponent field of each
+block, an integer max), so ``nonfinite="skip"`` with ``clip_norm`` reads
+the grads once for both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._jit import ENGINE_DIGEST, PARALLEL, FasterOf, _jit, _renamed_copy, array_at, as_compute, bound_call, helper, serialized
+
+BLOCK = 4096
+LANES = 16
+
+
+def exponent_bits(values):
+    """``values`` seen as integers, and the mask of a float's exponent field.
+
+    A float is non-finite exactly when all its exponent bits are set.  This
+    Python version serves the interpreter; compiled code uses the overload.
+    """
+    if values.dtype == np.float32:
+        return values.view(np.int32), np.int32(0x7F800000)
+    return values.view(np.int64), np.int64(0x7FF0000000000000)
+
+
+@numba.extending.overload(exponent_bits)
+def _exponent_bits(values):
+    if values.dtype == numba.types.float32:
+        return lambda values: (values.view(np.int32), np.int32(0x7F800000))
+    return lambda values: (values.view(np.int64), np.int64(0x7FF0000000000000))
+
+
+def block_table(sizes) -> np.ndarray:
+    """Rows of (key, first element, length): every key cut into BLOCK-element blocks."""
+    rows = [
+        (key, first, min(BLOCK, size - first))
+        for key, size in enumerate(sizes)
+        for first in range(0, size, BLOCK)
+    ]
+    return np.array(rows, np.int64).reshape(len(rows), 3)
+
+
+@helper
+def _pairwise_in_place(x, n):
+    """Combine ``x[:n]`` pairwise in place: adjacent pairs, the odd one out
+    carried to the next round; 0.0 for n == 0."""
+    while n > 1:
+        half = n // 2
+        for j in range(half):
+            x[j] = x[2 * j] + x[2 * j + 1]
+        if n % 2:
+            x[half] = x[n - 1]
+            n = half + 1
+        else:
+            n = half
+    return x[0] if n == 1 else 0.0
+
+
+def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_sums):
+    """(first key holding a nan or inf, or -1; float64 sum of squares).
+
+    ``c_like`` is a row of scalars in the arithmetic dtype; ``c_like[0]`` is
+    the clip value (0: none).  ``key_sums`` receives each key's sum.
+    """
+    clip_value = c_like[0]
+    n_blocks = blocks.shape[0]
+    want_norm = want_norm[0]
+    bad = np.zeros(n_blocks, np.bool_)
+    itemsize = g_like.itemsize
+    for b in numba.prange(n_blocks):
+        key = blocks[b, 0]
+        n = blocks[b, 2]
+        g = array_at(grad_base[key] + blocks[b, 1] * itemsize, n, g_like)
+        bits, mask = exponent_bits(g)
+        top = mask & 0
+        for i in range(n):
+            exponent = bits[i] & mask
+            if exponent > top:
+                top = exponent
+        bad[b] = top == mask
+        if want_norm:
+            lanes = np.zeros(LANES)
+            for i in range(n):
+                x = as_compute(g[i], c_like)
+                if clip_value > 0:
+                    if x > clip_value:
+                        x = clip_value
+                    elif x < -clip_value:
+                        x = -clip_value
+                y = np.float64(x)
+                lanes[i % LANES] += y * y
+            block_sums[b] = _pairwise_in_place(lanes, LANES)
+    first_bad = -1
+    for b in range(n_blocks):
+        if bad[b]:
+            first_bad = blocks[b, 0]
+            break
+    if not want_norm:
+        return first_bad, 0.0
+    key_sums[:] = 0.0
+    start = 0
+    while start < n_blocks:
+        key = blocks[start, 0]
+        stop = start
+        while stop < n_blocks and blocks[stop, 0] == key:
+            stop += 1
+        key_sums[key] = _pairwise_in_place(block_sums[start:stop], stop - start)
+        start = stop
+    scratch = key_sums.copy()
+    return first_bad, _pairwise_in_place(scratch, scratch.size)
+
+
+def _variant(parallel: bool):
+    clone = _renamed_copy(_grad_prepass, ("_parallel_" if parallel else "_serial_") + ENGINE_DIGEST)
+    return _jit(clone, parallel=parallel)
+
+
+_VARIANTS: dict = {}
+
+
+def prepass_variant(parallel: bool):
+    """The compiled pre-pass (compiled, or loaded from the cache, when first used)."""
+    if parallel not in _VARIANTS:
+        _VARIANTS[parallel] = _variant(parallel)
+    return _VARIANTS[parallel]
+
+
+class GradPrepass:
+    """A layout's pre-pass over the grads at ``grad_base`` (one address per key,
+    rewritten in place by the plan)."""
+
+    def __init__(self, sizes, grad_base, g_like, c_like, parallel_min_size: int):
+        self.blocks = block_table(sizes)
+        self.block_sums = np.zeros(len(self.blocks))
+        self.key_sums = np.zeros(len(sizes))
+        self.want_norm = np.zeros(1, np.bool_)
+        args = (self.blocks, grad_base, g_like, c_like, self.want_norm, self.block_sums, self.key_sums)
+        size = sum(sizes)
+        serial = bound_call(prepass_variant(False), args)
+        if PARALLEL.usable and size >= parallel_min_size:
+            self._run = FasterOf(
+                serial,
+                lambda: serialized(bound_call(prepass_variant(True), args)),
+                ("prepass", g_like.dtype.str, c_like.dtype.str, size.bit_length()),
+            )
+        else:
+            self._run = serial
+
+    def run(self, want_norm: bool) -> tuple[int, float]:
+        """(index of the first key holding a nan or inf, or -1; sum of squares or 0.0)."""
+        self.want_norm[0] = want_norm
+        return self._run()
+
+
+def reference_pairwise(values) -> float:
+    """:func:`_pairwise_in_place` in whole-array NumPy (adjacent pairs, odd carried)."""
+    x = np.asarray(values, np.float64)
+    while x.size > 1:
+        half = x.size // 2
+        combined = x[0 : 2 * half : 2] + x[1 : 2 * half : 2]
+        x = np.concatenate([combined, x[2 * half :]])
+    return float(x[0]) if x.size else 0.0
+
+
+def reference_key_sum_of_squares(g, clip_value=0.0) -> float:
+    """One key's sum of squares on the fixed grid, in whole-array NumPy.
+
+    ``g`` is in the arithmetic dtype; ``clip_value`` is rounded to it.
+    """
+    x = np.asarray(g).ravel()
+    if clip_value > 0:
+        cv = x.dtype.type(clip_value)
+        x = np.where(x > cv, cv, np.where(x < -cv, -cv, x))
+    x = x.astype(np.float64)
+    n_blocks = -(-x.size // BLOCK)
+    if n_blocks == 0:
+        return 0.0
+    padded = np.zeros(n_blocks * BLOCK)
+    padded[: x.size] = x
+    squares = (padded * padded).reshape(n_blocks, BLOCK // LANES, LANES)
+    lanes = np.zeros((n_blocks, LANES))
+    for r in range(BLOCK // LANES):  # in order: lane += x*x, one row at a time
+        lanes += squares[:, r, :]
+    while lanes.shape[1] > 1:
+        lanes = lanes[:, 0::2] + lanes[:, 1::2]
+    return reference_pairwise(lanes[:, 0])
+
+
+def reference_sum_of_squares(arrays, clip_value=0.0) -> float:
+    """The fixed-grid sum of squares of ``arrays`` (in layout order)."""
+    return reference_pairwise([reference_key_sum_of_squares(a, clip_value) for a in arrays])
+
+
+def norm_from_sum(total: float) -> float:
+    return math.sqrt(total)
+
+
+def global_norm(grads) -> float:
+    """The global L2 norm of a dict of grads, as ``clip_norm`` computes it.
+
+    float64, summed on the fixed grid above: the same number as
+    ``opt.last_grad_norm`` for the same grads, on any thread count.
+    """
+    from collections.abc import Mapping
+
+    from ._layout import check_key, describe
+    from .errors import DTypeMismatchError
+
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"grads: expected a dict of arrays, got {type(grads).__name__}")
+    arrays, dtype = [], None
+    for key, value in grads.items():
+        check_key("grads", key)
+        _, value_dtype, _ = describe("grads", key, value)
+        if dtype is not None and value_dtype != dtype:
+            raise DTypeMismatchError(f"grads[{key!r}]: expected dtype {dtype} (the other grads'), got {value_dtype}")
+        dtype = value_dtype
+        arrays.append(np.ascontiguousarray(value, dtype=value_dtype).reshape(-1))
+    if not arrays:
+        return 0.0
+    grad_base = np.array([a.__array_interface__["data"][0] if a.size else 0 for a in arrays], np.int64)
+    prepass = GradPrepass([a.size for a in arrays], grad_base, np.empty(0, dtype), np.zeros(1, dtype), 30_000)
+    _, total = prepass.run(True)
+    return math.sqrt(total)

@@ -1,0 +1,97 @@
+"""Per-step scalars and the kernel runner.
+
+:class:`Scalars` fills a plan's ``scalars[group, name]`` table in the
+arithmetic dtype: the engine's prologue columns, then the rule's named
+scalars.  Assigning a Python float to an item of a float32 memoryview is one
+C cast that rounds exactly as ``np.float32(x)`` does (beyond float32's range
+to inf), several times faster than going through NumPy.
+
+:class:`KernelRunner` turns a plan into the cheapest callable that runs its
+kernel: the serial one, the parallel one, or a :class:`~fastopt._jit.FasterOf`
+choosing between them by measurement shared across the process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, serialized
+from ._reduce import GradPrepass
+
+_CLIP_VALUE, _GRAD_SCALE, _COUPLED_DECAY = range(len(PROLOGUE))
+
+
+class Scalars:
+    """One plan's scalars table and what it was last filled for."""
+
+    def __init__(self, n_rows: int, width: int, dtype):
+        self.table = np.zeros((n_rows, width), dtype)
+        self.flat = memoryview(self.table.reshape(-1))
+        self.width = width
+        self.filled_for = None
+        self.grad_scale = None
+
+    def fill(self, key, rows, math, clip_value, maximize: bool, count: int) -> None:
+        """Every row for update ``count``: ``rows`` holds each row's resolved
+        hyperparameters (row 0 the optimizer's own, then one per group)."""
+        flat, width = self.flat, self.width
+        for r, hp in enumerate(rows):
+            base = r * width
+            flat[base + _CLIP_VALUE] = clip_value or 0.0
+            flat[base + _GRAD_SCALE] = -1.0 if maximize else 1.0
+            flat[base + _COUPLED_DECAY] = getattr(hp, math.coupled_decay) if math.coupled_decay else 0.0
+            for j, value in enumerate(math.scalars(hp, count + 1), base + len(PROLOGUE)):
+                flat[j] = value
+        self.filled_for = key
+        self.grad_scale = None
+
+    def set_grad_scale(self, value: float) -> None:
+        if value != self.grad_scale:
+            flat, width = self.flat, self.width
+            for base in range(0, len(flat), width):
+                flat[base + _GRAD_SCALE] = value
+            self.grad_scale = value
+
+
+class KernelRunner:
+    """Binds a plan to a kernel variant; one per optimizer."""
+
+    def __init__(self, parallel: bool | None, parallel_min_size: int):
+        self.parallel = parallel
+        self.parallel_min_size = parallel_min_size
+        self.generation = 0
+        PARALLEL.runners.add(self)
+
+    def invalidate(self) -> None:
+        """Forget every binding (after a fork, or a change of preference)."""
+        self.generation += 1
+
+    def may_run_parallel(self, size: int) -> bool:
+        return self.parallel is not False and size >= self.parallel_min_size and PARALLEL.usable
+
+    def bind(self, plan, kernel, scalars: Scalars, step, state_dtype) -> None:
+        layout = plan.layout
+        p_like = np.empty(0, layout.dtype)
+        s_like = np.empty(0, state_dtype)
+        args = (plan.table, scalars.table, step, p_like, s_like)
+        serial = bound_call(kernel.serial, args)
+        run = serial
+        if self.may_run_parallel(layout.total):
+            def parallel():
+                return serialized(bound_call(kernel.parallel, args))
+
+            if self.parallel is True:
+                run = parallel()
+            else:
+                key = (kernel.name, layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
+                run = FasterOf(serial, parallel, key)
+        plan.run = run
+        plan.runner_generation = self.generation
+
+    def prepass(self, plan, scalars: Scalars) -> GradPrepass:
+        if plan.prepass is None:
+            plan.prepass = GradPrepass(
+                plan.layout.sizes, plan.grad_base, np.empty(0, plan.layout.dtype), scalars.table[0],
+                self.parallel_min_size if self.parallel is not False else 2**62,
+            )
+        return plan.prepass

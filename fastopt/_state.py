@@ -1,0 +1,109 @@
+"""The optimizer state: layout, flat state buffers, step counter, groups.
+
+One :class:`OptimizerState` per optimizer.  It owns what a checkpoint holds
+and nothing else; the checkpoint code reads it with :meth:`snapshot` and
+installs a validated one with :meth:`restore`.
+
+The state buffers are rows of one 2-D array ``(len(state_names), total)``
+in the state dtype: each state name is one flat, contiguous buffer, and each
+key owns the slice ``[offset, offset + size)`` of every one of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._layout import Layout
+
+#: The largest step count a state may hold: the kernel adds 1 to an int64.
+MAX_STEP = 2**63 - 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of the state, taken at one moment."""
+
+    layout: Layout | None
+    step: int
+    state_dtype: np.dtype | None
+    buffers: dict  # state name -> flat copy
+
+
+class OptimizerState:
+    def __init__(self, state_names: tuple[str, ...]):
+        self.state_names = state_names
+        self.layout: Layout | None = None
+        self.state_dtype: np.dtype | None = None
+        self.root = np.zeros((len(state_names), 0))
+        self.buffers: dict[str, np.ndarray] = {}
+        # The kernel advances this counter in the same call that updates the
+        # params, so the two can never disagree.
+        self.step = np.zeros(1, np.int64)
+        self.step_view = memoryview(self.step)
+        #: Odd while a step runs: a snapshot taken meanwhile is retried
+        #: (a sequence lock: updates never wait for a snapshot).
+        self.sequence = 0
+        #: Bumped whenever the layout or the buffers are replaced: plans
+        #: built on the old ones are then stale.
+        self.version = 0
+        #: Serializes snapshots and restores with each other.
+        self.lock = threading.Lock()
+
+    @property
+    def step_count(self) -> int:
+        return int(self.step[0])
+
+    def set_step(self, value: int) -> None:
+        self.step[0] = value
+
+    def allocate(self, layout: Layout, state_dtype: np.dtype) -> None:
+        """Fix the layout and allocate zeroed buffers."""
+        root = np.zeros((len(self.state_names), layout.total), state_dtype)
+        self._install(layout, state_dtype, root)
+
+    def _install(self, layout, state_dtype, root) -> None:
+        buffers = {n: root[j] for j, n in enumerate(self.state_names)}
+        # One dict update (a single C call): an interrupt cannot leave a
+        # layout without its buffers.
+        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers,
+                             version=self.version + 1)
+
+    def forget_layout(self) -> None:
+        self.__dict__.update(layout=None, state_dtype=None, root=np.zeros((len(self.state_names), 0)),
+                             buffers={}, version=self.version + 1)
+
+    def views(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{state name: {key: view shaped like the param}}`` (empty before the layout)."""
+        if self.layout is None:
+            return {n: {} for n in self.state_names}
+        return {n: self.layout.views(b) for n, b in self.buffers.items()}
+
+    def snapshot(self) -> Snapshot:
+        """Copies of everything, taken together (``save`` writes exactly this).
+
+        Another thread may be stepping: the copy is retried until no step ran
+        during it, so the buffers and the step count belong to one moment.
+        """
+        while True:
+            before = self.sequence
+            if before % 2 == 0:
+                snapshot = Snapshot(self.layout, self.step_count, self.state_dtype,
+                                    {n: b.copy() for n, b in self.buffers.items()})
+                if self.sequence == before:
+                    return snapshot
+            time.sleep(0)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Install a validated snapshot (the caller checked it against the rule)."""
+        if snapshot.layout is None:
+            self.forget_layout()
+        else:
+            root = np.empty((len(self.state_names), snapshot.layout.total), snapshot.state_dtype)
+            for j, n in enumerate(self.state_names):
+                root[j] = snapshot.buffers[n]
+            self._install(snapshot.layout, snapshot.state_dtype, root)
+        self.step[0] = snapshot.step
