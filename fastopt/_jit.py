@@ -96,13 +96,19 @@ LENGTH, GROUP, PARAM, GRAD, FIRST_STATE = 0, 1, 2, 3, 4
 PROLOGUE = ("clip_value", "grad_scale", "coupled_decay")
 
 
+#: Every dispatcher fastopt made, for recovering from a corrupt cache.
+_DISPATCHERS: list = []
+
+
 def _jit(py_func: Callable, parallel: bool, **options) -> numba.core.registry.CPUDispatcher:
     try:
-        return numba.njit(parallel=parallel, cache=True, **NUMBA_FLAGS, **options)(py_func)
+        dispatcher = numba.njit(parallel=parallel, cache=True, **NUMBA_FLAGS, **options)(py_func)
     except RuntimeError:
         # "cannot cache function ...: no locator available": no writable
         # __pycache__, NUMBA_CACHE_DIR or user cache directory.
-        return numba.njit(parallel=parallel, cache=False, **NUMBA_FLAGS, **options)(py_func)
+        dispatcher = numba.njit(parallel=parallel, cache=False, **NUMBA_FLAGS, **options)(py_func)
+    _DISPATCHERS.append(dispatcher)
+    return dispatcher
 
 
 def _renamed_copy(py_func: Callable, suffix: str) -> Callable:
@@ -249,17 +255,21 @@ def load_or_compile(dispatcher, signature) -> None:
         try:
             dispatcher.compile(signature)
         except Exception as exc:
-            cache = getattr(dispatcher, "_cache", None)
-            path = getattr(cache, "cache_path", None)
+            path = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
             if path is None or type(exc).__module__.startswith("numba"):
                 raise
             warnings.warn(
-                f"fastopt: the Numba cache entry of {dispatcher.py_func.__qualname__} in {path} "
-                f"is unreadable ({type(exc).__name__}: {exc}); recompiling it",
+                f"fastopt: a Numba cache entry in {path} is unreadable ({type(exc).__name__}: {exc}) "
+                f"while loading {dispatcher.py_func.__qualname__}; recompiling fastopt's kernels",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            cache.flush()
+            # The bad entry may belong to a helper compiled into this kernel:
+            # empty the cache index of every fastopt function.
+            for other in [dispatcher, *_DISPATCHERS]:
+                cache = getattr(other, "_cache", None)
+                if getattr(cache, "cache_path", None) is not None:
+                    cache.flush()
             dispatcher.compile(signature)
 
 

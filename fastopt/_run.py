@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, serialized
+from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, flushes_denormals, serialized
 from ._reduce import GradPrepass
 
 _CLIP_VALUE, _GRAD_SCALE, _COUPLED_DECAY = range(len(PROLOGUE))
@@ -81,7 +81,9 @@ class KernelRunner:
                 return serialized(bound_call(kernel.parallel, args))
 
             if self.parallel is True:
-                run = parallel()
+                forced = parallel()
+                # The workers do not share the caller's FTZ/DAZ mode.
+                run = lambda: serial() if flushes_denormals() else forced()  # noqa: E731
             else:
                 key = (kernel.name, layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
                 run = FasterOf(serial, parallel, key)

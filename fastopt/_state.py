@@ -19,8 +19,10 @@ import numpy as np
 
 from ._layout import Layout
 
-#: The largest step count a state may hold: the kernel adds 1 to an int64.
-MAX_STEP = 2**63 - 2
+#: The largest step count a state may be given (a checkpoint, ``opt.iter``):
+#: far beyond any training run, and far from where the kernel's int64
+#: counter would wrap.
+MAX_STEP = 2**62
 
 
 @dataclass(frozen=True)

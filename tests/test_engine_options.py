@@ -1,0 +1,298 @@
+"""The engine's options on every rule: groups, schedules, clipping, maximize,
+state_dtype, init - each bit-exact against the reference, each malformed
+value a typed error with nothing changed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import schedules
+from fastopt._reduce import reference_sum_of_squares
+from fastopt.registry import RULES
+
+from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, random_grads, use_kernel
+
+rules = pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+
+
+def _net(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "W1": rng.standard_normal((7, 5)).astype(dtype),
+        "b1": rng.standard_normal(5).astype(dtype),
+        "W2": rng.standard_normal((5, 3)).astype(dtype),
+        "b2": rng.standard_normal(3).astype(dtype),
+        "gamma": rng.standard_normal(3).astype(dtype),
+    }
+
+
+def _run(rule, kwargs, params, steps=25, seed=1, variant=SERIAL, scale=1.0):
+    fast, ref = rule.fast(**kwargs), rule.reference(**kwargs)
+    use_kernel(fast, variant)
+    fp, rp = copy_params(params), copy_params(params)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        grads = random_grads(params, rng, scale)
+        fast.update(fp, grads)
+        ref.update(rp, grads)
+    assert_same(fp, rp)
+    assert_same_state(fast, ref)
+    return fast, ref
+
+
+OPTIONS = {
+    "groups": {"groups": {"b*": {"lr": 0.002, "weight_decay": 0.0}, "gamma": {"lr": 0.0}}},
+    "overlapping groups": {"groups": {"b1": {"lr": 0.003}, "b*": {"lr": 0.0}}},
+    "schedule": {"lr": schedules.warmup_cosine_decay(0.0, 0.01, 5, 30)},
+    "schedule in a group": {"groups": {"W*": {"lr": schedules.exponential_decay(0.02, 3, 0.5)}}},
+    "clip_norm": {"clip_norm": 0.7},
+    "clip_value": {"clip_value": 0.3},
+    "clip both": {"clip_norm": 1.5, "clip_value": 0.5},
+    "maximize": {"maximize": True},
+    "float64 state": {"state_dtype": "float64"},
+    "float32 state": {"state_dtype": "float32"},
+    "everything": {"clip_norm": 2.0, "maximize": True, "state_dtype": "float64",
+                   "groups": {"b*": {"weight_decay": 0.0}}, "lr": schedules.linear(0.01, 0.001, 20)},
+}
+
+
+@pytest.mark.parametrize("variant", [SERIAL, PARALLEL])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("option", list(OPTIONS))
+@rules
+def test_every_option_matches_the_reference(rule, option, dtype, variant):
+    kwargs = dict(OPTIONS[option])
+    for pattern_kwargs in kwargs.get("groups", {}).values():
+        for name in list(pattern_kwargs):
+            if name not in rule.hyperparameter_names:
+                del pattern_kwargs[name]
+    _run(rule, kwargs, _net(dtype), variant=variant, scale=3.0)
+
+
+def test_first_matching_pattern_wins_and_unmatched_keys_use_the_defaults():
+    params = _net()
+    opt = fastopt.SGD(lr=0.1, groups={"b1": {"lr": 0.5}, "b*": {"lr": 0.0}})
+    before = copy_params(params)
+    opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert np.array_equal(params["b1"], before["b1"] - 0.5)
+    assert np.array_equal(params["b2"], before["b2"])  # lr 0 from "b*"
+    assert np.array_equal(params["W1"], before["W1"] - 0.1)
+
+
+def test_group_overrides_are_validated_attributes_and_never_recompile():
+    params = _net(np.float32)
+    opt = fastopt.Adam(groups={"b*": {"weight_decay": 0.0}})
+    ref = fastopt.reference.Adam(groups={"b*": {"weight_decay": 0.0}})
+    rp = copy_params(params)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        if i == 4:
+            opt.groups["b*"].weight_decay = ref.groups["b*"]["weight_decay"] = 0.1
+        if i == 8:
+            opt.groups["b*"].lr = ref.groups["b*"]["lr"] = 0.01
+        grads = random_grads(params, rng)
+        opt.update(params, grads)
+        ref.update(rp, grads)
+    assert_same(params, rp)
+    with pytest.raises(fastopt.HyperparameterError, match="weight_decay"):
+        opt.groups["b*"].weight_decay = -1.0
+    with pytest.raises(AttributeError, match="momentum"):
+        opt.groups["b*"].momentum = 0.5
+    assert opt.groups["b*"].weight_decay == 0.1
+    f32 = [s for s in opt.kernel.serial.signatures if str(s[3].dtype) == str(s[4].dtype) == "float32"]
+    assert len(f32) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"groups": {"nothing*": {"lr": 0.1}}}, "nothing"),
+        ({"groups": {"b*": {"momentum": 0.1}}}, "momentum"),
+        ({"groups": {"b*": {"lr": -0.1}}}, "lr"),
+        ({"groups": {"b*": 0.1}}, "b\\*"),
+        ({"groups": {"b1": {"lr": 0.1}, "b*": {"lr": 0.2}, "b1": {"lr": 0.3}}}, None),
+    ],
+)
+def test_bad_groups_are_typed_errors_before_anything_changes(kwargs, match):
+    params = _net()
+    if match is None:  # a dict cannot hold a pattern twice: the later value is the one given
+        fastopt.Adam(**kwargs).update(params, {k: np.ones_like(v) for k, v in params.items()})
+        return
+    before = copy_params(params)
+    with pytest.raises(fastopt.HyperparameterError, match=match):
+        opt = fastopt.Adam(**kwargs)
+        opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+        assert opt.step_count == 0
+    assert_same(params, before)
+
+
+@pytest.mark.parametrize(
+    "schedule, match",
+    [
+        (lambda count: -0.1 if count >= 2 else 0.1, "count 2"),
+        (lambda count: math.nan if count >= 2 else 0.1, "count 2"),
+        (lambda count: "0.1" if count >= 2 else 0.1, "count 2"),
+        (lambda count: 1 / (2 - count) if count <= 1 else 1 / 0, "ZeroDivisionError"),
+    ],
+    ids=["negative", "nan", "not a number", "raises"],
+)
+def test_a_bad_schedule_value_raises_naming_the_hyperparameter_and_changes_nothing(schedule, match):
+    params = _net()
+    opt = fastopt.Adam(lr=schedule)
+    for _ in range(2):
+        opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    before, state = copy_params(params), opt.state_dict()
+    with pytest.raises(fastopt.HyperparameterError, match="lr") as info:
+        opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert match in str(info.value)
+    assert opt.step_count == 2
+    assert_same(params, before)
+    assert_same(opt.state["m"], state["state"]["m"])
+
+
+def test_non_callable_non_numbers_are_rejected():
+    with pytest.raises(TypeError, match="lr"):
+        fastopt.Adam(lr="0.1")
+    with pytest.raises(fastopt.HyperparameterError, match="clip_norm"):
+        fastopt.Adam(clip_norm=0.0)
+    with pytest.raises(fastopt.HyperparameterError, match="clip_value"):
+        fastopt.Adam(clip_value=-1.0)
+    with pytest.raises(fastopt.HyperparameterError, match="state_dtype"):
+        fastopt.Adam(state_dtype="float16")
+    with pytest.raises(fastopt.HyperparameterError, match="maximize"):
+        fastopt.Adam(maximize=1)
+
+
+def test_schedules_use_optax_count_and_survive_save_and_load(tmp_path):
+    lr = schedules.warmup_cosine_decay(0.0, 1e-2, warmup_steps=3, decay_steps=20)
+    params = _net()
+    straight, resumed = fastopt.Adam(lr=lr), fastopt.Adam(lr=lr)
+    sp, rp = copy_params(params), copy_params(params)
+    rng = np.random.default_rng(3)
+    grads = [random_grads(params, rng) for _ in range(10)]
+    for g in grads[:5]:
+        straight.update(sp, g)
+        resumed.update(rp, g)
+    resumed.save(tmp_path / "ckpt.npz")
+    loaded = fastopt.Adam()  # a constant lr: load brings the schedule back
+    loaded.load(tmp_path / "ckpt.npz")
+    assert isinstance(loaded.lr, schedules.Schedule) and loaded.lr(7) == lr(7)
+    for g in grads[5:]:
+        straight.update(sp, g)
+        loaded.update(rp, g)
+    assert_same(sp, rp)
+    ref = fastopt.reference.Adam(lr=lr)
+    refp = copy_params(params)
+    for g in grads:
+        ref.update(refp, g)
+    assert_same(sp, refp)
+
+
+def test_a_users_own_schedule_must_be_set_again_after_loading(tmp_path):
+    def my_schedule(count):
+        return 0.01 / (1 + count)
+
+    params = _net()
+    opt = fastopt.Adam(lr=my_schedule)
+    opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    opt.save(tmp_path / "ckpt.npz")
+    other = fastopt.Adam()
+    other.load(tmp_path / "ckpt.npz")
+    with pytest.raises(fastopt.HyperparameterError, match="my_schedule.*assign it again"):
+        other.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert other.step_count == 1
+    other.lr = my_schedule
+    other.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert other.step_count == 2
+
+
+def test_clip_norm_uses_torchs_formula_and_never_writes_the_grads():
+    params = {"w": np.zeros(5000), "v": np.zeros(3)}
+    rng = np.random.default_rng(0)
+    grads = {"w": rng.standard_normal(5000), "v": rng.standard_normal(3)}
+    kept = copy_params(grads)
+    opt = fastopt.SGD(lr=1.0, clip_norm=1.0)
+    opt.update(params, grads)
+    assert_same(grads, kept)
+    norm = math.sqrt(reference_sum_of_squares([grads["w"], grads["v"]]))
+    assert opt.last_grad_norm == norm == fastopt.global_norm(grads)
+    coef = 1.0 / (norm + 1e-6)
+    assert np.array_equal(params["w"], 0.0 - grads["w"] * coef)
+
+
+def test_the_norm_is_the_same_on_any_thread_count_and_kernel():
+    import numba
+
+    rng = np.random.default_rng(5)
+    grads = {"a": rng.standard_normal(100_003).astype(np.float32), "b": rng.standard_normal(4097).astype(np.float32),
+             "c": np.zeros(0, np.float32)}
+    expected = math.sqrt(reference_sum_of_squares(list(grads.values())))
+    seen = set()
+    for threads in range(1, min(4, numba.config.NUMBA_NUM_THREADS) + 1):
+        numba.set_num_threads(threads)
+        for variant in (SERIAL, PARALLEL):
+            opt = fastopt.SGD(lr=0.0, clip_norm=1.0)
+            use_kernel(opt, variant)
+            params = {k: np.zeros_like(v) for k, v in grads.items()}
+            opt.update(params, grads)
+            seen.add(opt.last_grad_norm)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert seen == {expected} and fastopt.global_norm(grads) == expected
+
+
+def test_maximize_ascends():
+    params = {"x": np.array([1.0])}
+    opt = fastopt.SGD(lr=0.5, maximize=True)
+    opt.update(params, {"x": np.array([2.0])})
+    assert params["x"][0] == 2.0
+
+
+def test_state_dtype_keeps_state_in_its_dtype_and_checkpoints_check_it(tmp_path):
+    params = _net(np.float32)
+    opt = fastopt.Adam(state_dtype="float64")
+    opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert opt.state["m"]["W1"].dtype == np.float64 and params["W1"].dtype == np.float32
+    opt.save(tmp_path / "ckpt.npz")
+    other = fastopt.Adam()  # float32 state for float32 params
+    with pytest.raises(fastopt.StateFileError, match="state_dtype"):
+        other.load(tmp_path / "ckpt.npz")
+    same = fastopt.Adam(state_dtype="float64")
+    same.load(tmp_path / "ckpt.npz")
+    assert_same(same.state["v"], opt.state["v"])
+
+
+def test_init_fixes_the_layout_without_stepping():
+    params = _net()
+    opt = fastopt.Adam()
+    opt.init(params)
+    assert opt.step_count == 0 and opt.layout.keys == tuple(params)
+    assert all(np.all(v == 0) for v in opt.state["m"].values())
+    with pytest.raises(fastopt.ShapeMismatchError, match="b1"):
+        opt.update({**params, "b1": np.zeros(4)}, {k: np.ones(4) if k == "b1" else np.ones_like(v)
+                                                    for k, v in params.items()})
+    with pytest.raises(fastopt.LayoutError, match="already"):
+        opt.init(params)
+    ref = fastopt.reference.Adam()
+    rp = copy_params(params)
+    grads = {k: np.ones_like(v) for k, v in params.items()}
+    opt.update(params, grads)
+    ref.update(rp, grads)
+    assert_same(params, rp)
+
+
+def test_changing_schedules_and_options_never_recompiles():
+    params = {"w": np.ones(10, np.float32)}
+    opt = fastopt.AdamW(lr=schedules.cosine_decay(0.01, 10))
+    for i in range(8):
+        if i == 3:
+            opt.lr = 0.001
+        if i == 5:
+            opt.lr = schedules.constant(0.002)
+            opt.clip_norm = 0.5
+        opt.update(params, {"w": np.full(10, 0.1 * i, np.float32)})
+    f32 = [s for s in opt.kernel.serial.signatures if str(s[3].dtype) == str(s[4].dtype) == "float32"]
+    assert len(f32) == 1
