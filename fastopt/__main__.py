@@ -1,6 +1,7 @@
 """Command line.
 
-``python -m fastopt`` runs the side-by-side training demo;
+``python -m fastopt`` runs the side-by-side training demo (and times the
+book's loop against the book's optimizers);
 ``python -m fastopt bench`` runs the benchmark (``--help`` for its options).
 """
 
@@ -19,14 +20,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastopt",
         description="Train a book-style network with fastopt and the NumPy reference, "
-        "check the results are bit-identical, and time the optimizer steps. "
+        "check the results are bit-identical, and time the optimizer steps; then time the book's loop "
+        "(fresh grads every step) against the book's own optimizer classes. "
         "'python -m fastopt bench --help' describes the benchmark.",
     )
     parser.add_argument("--iterations", type=int, default=300, help="training steps per rule (300)")
+    parser.add_argument("--book-rounds", type=int, default=5,
+                        help="interleaved rounds of the book's-loop timing against the book's optimizers "
+                        "(5; 0 skips it)")
     args = parser.parse_args(argv)
     from ._demo import main as demo
 
-    return demo(iterations=args.iterations)
+    return demo(iterations=args.iterations, book_rounds=args.book_rounds)
 
 
 if __name__ == "__main__":

@@ -77,10 +77,9 @@ def _decode(value, current, owner: str, name: str, where: str):
 
 
 def state_dict(opt) -> dict:
-    with opt.optimizer_state.lock:  # one snapshot at a time; updates never wait
-        snapshot = opt.optimizer_state.snapshot()
-        hyper = {n: _encode(v) for n, v in opt.hyperparameters().items()}
-        groups = {p: {n: _encode(v) for n, v in g.overrides.items()} for p, g in opt.groups.items()}
+    snapshot = opt.optimizer_state.snapshot()
+    hyper = {n: _encode(v) for n, v in opt.hyperparameters().items()}
+    groups = {p: {n: _encode(v) for n, v in g.overrides.items()} for p, g in opt.groups.items()}
     layout = snapshot.layout
     return {
         "format": FORMAT,

@@ -1,6 +1,7 @@
 """``python -m fastopt``: train a book-style network with fastopt and with the
 NumPy reference side by side, check they end bit-identical, and time the
-optimizer steps."""
+optimizer steps; then time the book's loop (fresh grads every step) against
+the book's own optimizer classes, rule by rule."""
 
 from __future__ import annotations
 
@@ -52,7 +53,37 @@ def identical(a: dict, b: dict) -> bool:
     return all(a[k].tobytes() == b[k].tobytes() for k in a)
 
 
-def main(iterations: int = 300, hidden=(256, 256), batch_size: int = 100) -> int:
+def book_loop_table(rounds: int = 5) -> list[str]:
+    """Per rule, fastopt's speed-up over the book's ``common/optimizer.py`` in
+    the book's loop (see :func:`fastopt.bench.book_loop`), on both book nets."""
+    from .bench import BOOK_NETS, SHARED_NETWORKS, SHARED_SGD, book_loop
+
+    results = book_loop(RULES, rounds=rounds, progress=False)
+    nets = list(BOOK_NETS)
+    by = {(r.case, r.net): r for r in results}
+    lines = [
+        f"the book's loop: a fresh dict of fresh float64 grad arrays every step (as network.gradient "
+        f"returns), fastopt against the book's common/optimizer.py classes (AdamW, not in the book: "
+        f"fastopt.reference.AdamW); {SHARED_SGD}: one SGD updating {SHARED_NETWORKS} networks in turn; "
+        f"median time per step over {rounds} interleaved rounds ('book' column: the baseline's time)\n",
+    ]
+    width = 31  # a cell: fastopt time, baseline time, speed-up
+    lines += [
+        (f"{'':<10} {'':<17}" + "".join(f" | {net:<{width}}" for net in nets)).rstrip(),
+        f"{'rule':<10} {'baseline':<17}" + f" | {'fastopt':>9} {'book':>10} {'speed-up':>10}" * len(nets),
+    ]
+    lines.append("-" * len(lines[-1]))
+    for case in dict.fromkeys(r.case for r in results):
+        baseline = next(r.baseline for r in results if r.case == case)
+        cells = "".join(
+            f" | {by[(case, net)].fastopt_seconds * 1e6:>6.1f} us {by[(case, net)].baseline_seconds * 1e6:>7.1f} us "
+            f"{by[(case, net)].ratio:>9.1f}x" for net in nets
+        )
+        lines.append(f"{case:<10} {baseline:<17}{cells}")
+    return lines
+
+
+def main(iterations: int = 300, hidden=(256, 256), batch_size: int = 100, book_rounds: int = 5) -> int:
     from . import warmup
 
     start = time.perf_counter()
@@ -86,4 +117,7 @@ def main(iterations: int = 300, hidden=(256, 256), batch_size: int = 100) -> int
         f"reference {totals[1]:.3f} s ({totals[1] / totals[0]:.1f}x); medians per step above"
     )
     print("all rules bit-identical to the reference" if all_identical else "MISMATCH against the reference")
+    if book_rounds > 0:
+        print()
+        print("\n".join(book_loop_table(book_rounds)))
     return 0 if all_identical else 1

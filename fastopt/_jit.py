@@ -277,7 +277,10 @@ def load_or_compile(dispatcher, signature) -> None:
 
 
 _SKELETON = '''
-def {name}(table, scalars, step, p_like, s_like):
+def {name}(table, scalars, step, p_like, s_like, block):
+    bad = check_and_bind(block, table)
+    if bad >= 0:
+        return bad
     for row in prange(table.shape[0]):
         n = table[row, {LENGTH}]
         sc = scalars[table[row, {GROUP}]]
@@ -301,6 +304,7 @@ def {name}(table, scalars, step, p_like, s_like):
                 gi = gi + coupled_decay * pi
             p[i] = update(pi, gi, i{state_args}{scalar_args})
     step[0] += 1
+    return -1
 '''
 
 
@@ -360,9 +364,11 @@ class RuleMath:
 
 
 def _generate(math: RuleMath) -> Kernel:
+    from . import _plan
+
     update = math.update
     digest = hashlib.sha256(
-        (ENGINE_DIGEST + _file_digest(inspect.getsourcefile(update))).encode()
+        (ENGINE_DIGEST + _file_digest(_plan.__file__) + _file_digest(inspect.getsourcefile(update))).encode()
     ).hexdigest()[:10]
     indent = " " * 8
     columns = dict(LENGTH=LENGTH, GROUP=GROUP, PARAM=PARAM, GRAD=GRAD)
@@ -394,9 +400,9 @@ def _generate(math: RuleMath) -> Kernel:
 
     compiled_update = numba.njit(inline="always", **NUMBA_FLAGS)(update)
     jit_namespace = dict(prange=numba.prange, array_at=array_at, as_compute=as_compute,
-                         update=compiled_update, np=np)
+                         update=compiled_update, np=np, check_and_bind=_plan.check_and_bind_compiled)
     py_namespace = dict(prange=range, array_at=array_at, as_compute=as_compute,
-                        update=update, np=np)
+                        update=update, np=np, check_and_bind=_plan.check_and_bind)
     return Kernel(
         name=math.name,
         py_func=build("interpreted", py_namespace),

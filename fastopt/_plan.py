@@ -60,8 +60,14 @@ def _probe_headers() -> bool:
 
 HEADERS_READABLE = _probe_headers()
 
-# Columns of Plan.expect, one row per key.
+# The bind block: one int64 array holding everything the check needs, so
+# that the kernel (and the stand-alone check) take two arguments.  Its first
+# words give the offsets of its parts.
+FLAG, N_KEYS, N_OWNED, N_ROWS, IDS, EXPECT, OWNED, DIMS, GRAD_BASE, ROW_KEY, ROW_SHIFT = range(11)
+_HEAD = 11
+# Words of each key's EXPECT record.
 _P_ID, _P_DATA, _NDIM, _DIM0, _DESCR_ID, _NBYTES = range(6)
+_EXPECT_WORDS = 6
 
 
 @helper
@@ -70,50 +76,58 @@ def _header(address):
 
 
 @helper
-def _same_shape(words, expect, key, dims):
+def _same_shape(words, block, expect, dims):
     nd = words[_ND] & _LOW32
-    if nd != expect[key, _NDIM]:
+    if nd != block[expect + _NDIM]:
         return False
     if nd:
         got = array_at(words[_DIMS], nd, _WORD)
-        start = expect[key, _DIM0]
+        start = dims + block[expect + _DIM0]
         for d in range(nd):
-            if got[d] != dims[start + d]:
+            if got[d] != block[start + d]:
                 return False
     return True
 
 
-def _bind(ids, expect, dims, owned, grad_base, table, row_key, row_shift):
-    """-1 when every key checks out (and the grad column is written), else
-    the index of the first key that needs full validation."""
-    n_keys = expect.shape[0]
-    for key in range(n_keys):
-        if ids[2 * key] != expect[key, _P_ID]:
+def check_and_bind(block, table):
+    """-1 when every key checks out (and the table's grad column is written)
+    or when the block asks for no check; else the index of the first key
+    that needs full validation.  Writes nothing else."""
+    if block[FLAG] == 0:
+        return -1
+    ids, owned, dims, grad_base = block[IDS], block[OWNED], block[DIMS], block[GRAD_BASE]
+    for key in range(block[N_KEYS]):
+        expect = block[EXPECT] + _EXPECT_WORDS * key
+        if block[ids + 2 * key] != block[expect + _P_ID]:
             return key
-        p = _header(ids[2 * key])
+        p = _header(block[ids + 2 * key])
         flags = p[_FLAGS] & _LOW32
-        if p[_DATA] != expect[key, _P_DATA] or p[_DESCR] != expect[key, _DESCR_ID] or flags & (_C_CONTIGUOUS | _WRITEABLE) != (_C_CONTIGUOUS | _WRITEABLE):
+        if (
+            p[_DATA] != block[expect + _P_DATA]
+            or p[_DESCR] != block[expect + _DESCR_ID]
+            or flags & (_C_CONTIGUOUS | _WRITEABLE) != (_C_CONTIGUOUS | _WRITEABLE)
+            or not _same_shape(p, block, expect, dims)
+        ):
             return key
-        if not _same_shape(p, expect, key, dims):
+        g = _header(block[ids + 2 * key + 1])
+        if g[_DESCR] != block[expect + _DESCR_ID] or not (g[_FLAGS] & _C_CONTIGUOUS):
             return key
-        g = _header(ids[2 * key + 1])
-        if g[_DESCR] != expect[key, _DESCR_ID] or not (g[_FLAGS] & _C_CONTIGUOUS):
-            return key
-        if not _same_shape(g, expect, key, dims):
+        if not _same_shape(g, block, expect, dims):
             return key
         lo = g[_DATA]
-        hi = lo + expect[key, _NBYTES]
+        hi = lo + block[expect + _NBYTES]
         if hi > lo:
-            for r in range(owned.shape[0]):
-                if lo < owned[r, 1] and owned[r, 0] < hi:
+            for r in range(block[N_OWNED]):
+                if lo < block[owned + 2 * r + 1] and block[owned + 2 * r] < hi:
                     return key
-        grad_base[key] = lo
-    for row in range(table.shape[0]):
-        table[row, GRAD] = grad_base[row_key[row]] + row_shift[row]
+        block[grad_base + key] = lo
+    row_key, row_shift = block[ROW_KEY], block[ROW_SHIFT]
+    for row in range(block[N_ROWS]):
+        table[row, GRAD] = block[grad_base + block[row_key + row]] + block[row_shift + row]
     return -1
 
 
-_bind_compiled = helper(_bind)
+check_and_bind_compiled = helper(check_and_bind)
 
 
 def split_into_shares(sizes, parts: int) -> list[tuple[int, int, int]]:
@@ -158,7 +172,6 @@ class Plan:
             self._own_scalar_buffers(call)
         self.writeback = call.writeback
         self.keepalive = (call.param_views, call.grad_views, state.root)
-        self.state_version = state.version
         n_keys = len(layout.keys)
         itemsize = layout.dtype.itemsize
         state_itemsize = state.root.dtype.itemsize
@@ -179,9 +192,21 @@ class Plan:
                 table[:, FIRST_STATE + j] = buffer.ctypes.data + offsets[self.row_key] + state_shift
         self.keys = layout.keys
         self.n_keys = n_keys
-        self._bind = None
+        self.bindable = False
+        self.block = np.zeros(_HEAD, np.int64)  # FLAG 0: nothing to check
+        self.flag = memoryview(self.block[FLAG : FLAG + 1])
         if HEADERS_READABLE and not call.writeback:
             self._prepare_binding(call, state)
+        args = (self.block, self.table)
+        try:
+            from ._jit import load_or_compile
+
+            signature = tuple(numba.typeof(a) for a in args)
+            load_or_compile(check_and_bind_compiled, signature)
+            entry = check_and_bind_compiled.overloads[signature].entry_point
+        except (AttributeError, KeyError, TypeError):
+            entry = check_and_bind_compiled
+        self._check = lambda: entry(*args)
 
     def _own_scalar_buffers(self, call) -> None:
         """A dict of Python floats or NumPy scalars (the book's 2-D example):
@@ -219,44 +244,36 @@ class Plan:
         return True
 
     def _prepare_binding(self, call, state) -> None:
-        layout = self.layout
         n = self.n_keys
-        expect = np.zeros((n, 6), np.int64)
-        dims = []
+        expect, dims = [], []
         for k, (key, p) in enumerate(call.param_arrays):
-            expect[k, _P_ID] = id(p)
-            expect[k, _P_DATA] = call.param_addresses[k] if p.size else p.__array_interface__["data"][0]
-            expect[k, _NDIM] = p.ndim
-            expect[k, _DIM0] = len(dims)
-            expect[k, _DESCR_ID] = id(layout.dtype)
-            expect[k, _NBYTES] = p.nbytes
+            expect += [id(p), call.param_addresses[k] if p.size else p.__array_interface__["data"][0],
+                       p.ndim, len(dims), id(self.layout.dtype), p.nbytes]
             dims.extend(p.shape)
         owned = [(a, a + p.nbytes) for a, (_, p) in zip(call.param_addresses, call.param_arrays) if p.size]
         owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.root if b.size]
+        parts = [[0] * (2 * n), expect, [w for pair in owned for w in pair], dims,
+                 list(self.grad_base), list(self.row_key), list(self.row_shift)]
+        offsets, at = [], _HEAD
+        for part in parts:
+            offsets.append(at)
+            at += len(part)
+        head = [0, n, len(owned), len(self.row_key), *offsets]
+        self.block = np.array(head + [w for part in parts for w in part], np.int64)
+        self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
+        self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
+        self.flag = memoryview(self.block[FLAG : FLAG + 1])
         self.param_objects = [p for _, p in call.param_arrays]  # their ids must stay theirs
-        self.ids = np.zeros(2 * n, np.int64)
-        self.ids_view = memoryview(self.ids)
-        self.expect = expect
-        self.dims = np.array(dims, np.int64)
-        self.owned = np.array(owned, np.int64).reshape(len(owned), 2)
-        args = (self.ids, expect, self.dims, self.owned, self.grad_base, self.table, self.row_key, self.row_shift)
-        signature = tuple(numba.typeof(a) for a in args)
-        try:
-            from ._jit import load_or_compile
+        self.bindable = True
 
-            load_or_compile(_bind_compiled, signature)
-            entry = _bind_compiled.overloads[signature].entry_point
-        except (AttributeError, KeyError):
-            entry = _bind_compiled
-        self._bind = lambda: entry(*args)
-
-    def bind(self, params, grads) -> bool:
-        """Re-bind to this call's grads (same params); False: validate fully."""
+    def collect(self, params, grads) -> bool:
+        """Take this call's arrays for the check that runs inside the kernel
+        (or :meth:`check`); False: validate fully."""
         if self.scalar_types is not None:
             return self.bind_scalars(params, grads)
-        if self._bind is None or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
+        if not self.bindable or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
             return False
-        ids = self.ids_view
+        ids = self.ids
         j = 0
         ndarray = np.ndarray
         get = params.get
@@ -267,7 +284,16 @@ class Plan:
             ids[j] = id(get(key))
             ids[j + 1] = id(g)
             j += 2
-        return self._bind() < 0
+        self.flag[0] = 1
+        return True
+
+    def check(self) -> int:
+        """The kernel's check, run on its own (before a pre-pass reads the grads)."""
+        if self.flag[0] == 0:
+            return -1
+        bad = self._check()
+        self.flag[0] = 0
+        return bad
 
     def write_back(self, params) -> None:
         """Python-float and NumPy-scalar params get their new values."""

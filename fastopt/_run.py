@@ -28,22 +28,29 @@ class Scalars:
         self.table = np.zeros((n_rows, width), dtype)
         self.flat = memoryview(self.table.reshape(-1))
         self.width = width
-        self.filled_for = None
+        self.version = self.count = None
         self.grad_scale = None
 
-    def fill(self, key, rows, math, clip_value, maximize: bool, count: int) -> None:
+    def fill(self, version, rows, math, clip_value, maximize: bool, count: int) -> None:
         """Every row for update ``count``: ``rows`` holds each row's resolved
-        hyperparameters (row 0 the optimizer's own, then one per group)."""
-        flat, width = self.flat, self.width
+        hyperparameters (row 0 the optimizer's own, then one per group).
+        The prologue columns are rewritten only when the hyperparameters
+        changed; the rule's own columns whenever this is called."""
+        flat, width, first = self.flat, self.width, len(PROLOGUE)
+        if version != self.version:
+            for r, hp in enumerate(rows):
+                base = r * width
+                flat[base + _CLIP_VALUE] = clip_value or 0.0
+                flat[base + _GRAD_SCALE] = -1.0 if maximize else 1.0
+                flat[base + _COUPLED_DECAY] = getattr(hp, math.coupled_decay) if math.coupled_decay else 0.0
+            self.grad_scale = None
+        scalars = math.scalars
         for r, hp in enumerate(rows):
-            base = r * width
-            flat[base + _CLIP_VALUE] = clip_value or 0.0
-            flat[base + _GRAD_SCALE] = -1.0 if maximize else 1.0
-            flat[base + _COUPLED_DECAY] = getattr(hp, math.coupled_decay) if math.coupled_decay else 0.0
-            for j, value in enumerate(math.scalars(hp, count + 1), base + len(PROLOGUE)):
+            j = r * width + first
+            for value in scalars(hp, count + 1):
                 flat[j] = value
-        self.filled_for = key
-        self.grad_scale = None
+                j += 1
+        self.version, self.count = version, count
 
     def set_grad_scale(self, value: float) -> None:
         if value != self.grad_scale:
@@ -56,15 +63,15 @@ class Scalars:
 class KernelRunner:
     """Binds a plan to a kernel variant; one per optimizer."""
 
-    def __init__(self, parallel: bool | None, parallel_min_size: int):
+    def __init__(self, parallel: bool | None, parallel_min_size: int, on_invalidate):
         self.parallel = parallel
         self.parallel_min_size = parallel_min_size
-        self.generation = 0
+        self.on_invalidate = on_invalidate
         PARALLEL.runners.add(self)
 
     def invalidate(self) -> None:
         """Forget every binding (after a fork, or a change of preference)."""
-        self.generation += 1
+        self.on_invalidate()
 
     def may_run_parallel(self, size: int) -> bool:
         return self.parallel is not False and size >= self.parallel_min_size and PARALLEL.usable
@@ -73,7 +80,7 @@ class KernelRunner:
         layout = plan.layout
         p_like = np.empty(0, layout.dtype)
         s_like = np.empty(0, state_dtype)
-        args = (plan.table, scalars.table, step, p_like, s_like)
+        args = (plan.table, scalars.table, step, p_like, s_like, plan.block)
         serial = bound_call(kernel.serial, args)
         run = serial
         if self.may_run_parallel(layout.total):
@@ -88,7 +95,6 @@ class KernelRunner:
                 key = (kernel.name, layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
                 run = FasterOf(serial, parallel, key)
         plan.run = run
-        plan.runner_generation = self.generation
 
     def prepass(self, plan, scalars: Scalars) -> GradPrepass:
         if plan.prepass is None:

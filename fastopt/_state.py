@@ -52,8 +52,9 @@ class OptimizerState:
         #: Bumped whenever the layout or the buffers are replaced: plans
         #: built on the old ones are then stale.
         self.version = 0
-        #: Serializes snapshots and restores with each other.
+        #: Held by a snapshot; updates that start meanwhile wait for it.
         self.lock = threading.Lock()
+        self.snapshot_waiting = False
 
     @property
     def step_count(self) -> int:
@@ -87,17 +88,25 @@ class OptimizerState:
     def snapshot(self) -> Snapshot:
         """Copies of everything, taken together (``save`` writes exactly this).
 
-        Another thread may be stepping: the copy is retried until no step ran
-        during it, so the buffers and the step count belong to one moment.
+        Another thread may be stepping.  Updates never wait in the common
+        case: a step makes ``sequence`` odd while it runs, and a copy made
+        while it changed is retried.  A snapshot raises ``snapshot_waiting``
+        and holds ``lock`` so that updates starting meanwhile wait for it
+        (without that, a copy slower than a step would never finish).
         """
-        while True:
-            before = self.sequence
-            if before % 2 == 0:
-                snapshot = Snapshot(self.layout, self.step_count, self.state_dtype,
-                                    {n: b.copy() for n, b in self.buffers.items()})
-                if self.sequence == before:
-                    return snapshot
-            time.sleep(0)
+        with self.lock:
+            self.snapshot_waiting = True
+            try:
+                while True:
+                    before = self.sequence
+                    if before % 2 == 0:
+                        snapshot = Snapshot(self.layout, self.step_count, self.state_dtype,
+                                            {n: b.copy() for n, b in self.buffers.items()})
+                        if self.sequence == before:
+                            return snapshot
+                    time.sleep(0)
+            finally:
+                self.snapshot_waiting = False
 
     def restore(self, snapshot: Snapshot) -> None:
         """Install a validated snapshot (the caller checked it against the rule)."""

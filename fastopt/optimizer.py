@@ -95,12 +95,12 @@ class Optimizer(Hyperparameters):
         self._groups = Groups(self, groups)
         object.__setattr__(self, "_math", self.choose_math())
         self._state = OptimizerState(self._math.state_names)
-        self._runner = KernelRunner(None, self.default_parallel_min_size)
+        self._plans = OrderedDict()
+        self._runner = KernelRunner(None, self.default_parallel_min_size, self._plans.clear)
         #: Updates skipped because of a non-finite gradient (nonfinite="skip").
         self.skipped_steps = 0
         #: The global L2 norm (float64) of the last update's grads (with clip_norm).
         self.last_grad_norm = None
-        self._plans = OrderedDict()
         self._refresh_time_dependence()
 
     def choose_math(self) -> RuleMath:
@@ -136,6 +136,8 @@ class Optimizer(Hyperparameters):
         )
         self._scheduled = scheduled
         self._time_dependent = scheduled or self._math.depends_on_step
+        self._needs_prepass = self.__dict__.get("_nonfinite", "propagate") != "propagate" or (
+            self.__dict__.get("_clip_norm") is not None)
         self._rows_cache = None
 
     @property
@@ -160,6 +162,8 @@ class Optimizer(Hyperparameters):
         if value not in NONFINITE_CHOICES:
             raise ValueError(f"nonfinite: expected one of {NONFINITE_CHOICES}, got {value!r}")
         self._nonfinite = NONFINITE_CHOICES[NONFINITE_CHOICES.index(value)]
+        if "_groups" in self.__dict__:
+            self._refresh_time_dependence()
 
     @property
     def clip_norm(self):
@@ -272,31 +276,44 @@ class Optimizer(Hyperparameters):
 
     def update(self, params, grads) -> None:
         """Apply one step of the rule to ``params`` in place."""
+        if self._state.snapshot_waiting:
+            with self._state.lock:  # a snapshot is being taken: wait for it
+                self._update(params, grads)
+        else:
+            self._update(params, grads)
+
+    def _update(self, params, grads) -> None:
         plan = self._plans.get(id(params))
-        if (
-            plan is None
-            or plan.state_version != self._state.version
-            or plan.runner_generation != self._runner.generation
-            or not plan.bind(params, grads)
-        ):
-            plan = self._prepare(params, grads)
+        if plan is None or not plan.collect(params, grads):
+            plan = self._prepare(params, grads)  # validate, plan
         state = self._state
         count = state.step_view[0]
-        key = (self.hyperparameter_version, count if self._time_dependent else None)
-        if plan.scalars.filled_for != key:
-            rows = self._resolved_rows(count)  # raises before anything is written
-            plan.scalars.fill(key, rows, self._math, self._clip_value, self._maximize, count)
-        if self._nonfinite != "propagate" or self._clip_norm is not None:
+        if self._needs_prepass:
+            if plan.check() >= 0:
+                plan = self._prepare(params, grads)
+            self._fill_scalars(plan, count)
             if not self._prepass(plan):
                 return
+        else:
+            self._fill_scalars(plan, count)
         try:
-            state.sequence += 1  # odd: a snapshot taken from another thread now retries
-            if not plan.writeback:
-                plan.run()
-            else:
+            state.sequence += 1  # odd: a snapshot taken meanwhile is retried
+            if plan.writeback:
                 self._run_and_write_back(plan, params)
+            elif plan.run() >= 0:
+                # The kernel's own check of this call's arrays found a change
+                # and ran nothing: validate fully (raises, or plans anew).
+                plan = self._prepare(params, grads)
+                self._fill_scalars(plan, count)
+                plan.run()
         finally:
             state.sequence = (state.sequence | 1) + 1  # even again, whatever interrupted
+
+    def _fill_scalars(self, plan, count: int) -> None:
+        scalars = plan.scalars
+        if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
+            rows = self._resolved_rows(count)  # raises before anything is written
+            scalars.fill(self.hyperparameter_version, rows, self._math, self._clip_value, self._maximize, count)
 
     @staticmethod
     def _run_and_write_back(plan, params) -> None:

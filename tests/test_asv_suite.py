@@ -15,8 +15,14 @@ def test_asv_check_and_quick_subset(tmp_path):
     assert asv.exists(), "asv is part of the test extra: pip install '.[test]'"
     # asv keeps its machine file in $HOME; keep this run's to itself.
     env = dict(os.environ, HOME=str(tmp_path), ASV=str(asv))
+    # run.sh check runs Update and Figures at N = 1000; add the book's loop on
+    # the smaller net: every case's time_update, and track_speedup of three.
+    book = [
+        "-b", r"BookLoop.time_update\(.*, '64-256-256-10'\)",
+        "-b", r"BookLoop.track_speedup\('(SGD|Adam|shared SGD)', '64-256-256-10'\)",
+    ]
     result = subprocess.run(
-        ["bash", str(ROOT / "asv_benchmarks" / "run.sh"), "check"],
+        ["bash", str(ROOT / "asv_benchmarks" / "run.sh"), "check", *book],
         env=env,
         capture_output=True,
         text=True,
@@ -29,3 +35,5 @@ def test_asv_check_and_quick_subset(tmp_path):
     # every rule ran at N = 1000 for both implementations
     for rule in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW"):
         assert rule in output
+    assert "BookLoop.time_update" in output and "BookLoop.track_speedup" in output
+    assert "shared SGD" in output
