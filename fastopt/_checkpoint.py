@@ -26,6 +26,7 @@ import numpy as np
 from . import _npzfile, schedules
 from ._hyper import is_schedule
 from ._layout import FLOAT_DTYPES, Layout
+from ._groups import Groups
 from ._state import MAX_STEP, Snapshot
 from .errors import HyperparameterError, StateFileError
 
@@ -284,3 +285,59 @@ def load(opt, path) -> None:
             state["state"][name] = layout.views(payload[_PAYLOAD_PREFIX + name])
     state.pop("state_names", None)
     load_state_dict(opt, state, where)
+
+
+class StateIO:
+    """A mixin of :class:`fastopt.Optimizer`: state dicts, files and pickling."""
+
+    # -- state I/O ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """A self-contained copy of the state, keyed by parameter name."""
+        return state_dict(self)
+
+    def load_state_dict(self, state) -> None:
+        """Restore what :meth:`state_dict` returned, after validating all of it."""
+        load_state_dict(self, state)
+
+    def save(self, path) -> None:
+        """Write one consistent snapshot atomically to a ``.npz`` file at ``path``."""
+        save(self, path)
+
+    def load(self, path) -> None:
+        """Read a file written by :meth:`save` (checked) and restore it."""
+        load(self, path)
+
+    @property
+    def optimizer_state(self):
+        """The state object (layout, buffers, step) that checkpoints read and restore."""
+        return self._state
+
+    def restore(self, hyperparameters: dict, groups: dict, snapshot) -> None:
+        """Install validated hyperparameters, groups and state (checkpoint code only)."""
+        self._hyper.update(hyperparameters)
+        self._groups = Groups(self, groups)
+        self._state.restore(snapshot)
+        self._plans.clear()
+        self._hyperparameters_changed()
+
+    # -- pickling -------------------------------------------------------------------
+
+    def __getstate__(self):
+        return dict(
+            hyper=dict(self._hyper), structure=dict(self._structure), groups=self._groups.spec(),
+            options=dict(nonfinite=self._nonfinite, clip_norm=self._clip_norm, clip_value=self._clip_value,
+                          maximize=self._maximize, state_dtype=self._state_dtype),
+            snapshot=self._state.snapshot(), skipped_steps=self.skipped_steps,
+            last_grad_norm=self.last_grad_norm, parallel=self.parallel, parallel_min_size=self.parallel_min_size,
+        )
+
+    def __setstate__(self, saved):
+        type(self).__init__(self, **saved["hyper"], **saved["structure"], **saved["options"], groups=saved["groups"])
+        self._state.restore(saved["snapshot"])
+        self.skipped_steps = saved["skipped_steps"]
+        self.last_grad_norm = saved["last_grad_norm"]
+        self.parallel = saved["parallel"]
+        self.parallel_min_size = saved["parallel_min_size"]
+
+

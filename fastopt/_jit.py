@@ -7,7 +7,7 @@ parallel variants, threads and fork.
 
 **The kernel interface.**  Every update is one call of a generated kernel::
 
-    kernel(table, scalars, step, p_like, s_like)
+    kernel(table, scalars, step, p_like, s_like, block) -> -1, or a key index
 
 ``table`` is the *segment table*, one row per contiguous run of elements:
 ``LENGTH, GROUP, PARAM, GRAD, STATE...`` - the run's length, its group (a row
@@ -18,6 +18,10 @@ are empty arrays whose dtypes are the params' and the state's, so each buffer
 is read and written in its own dtype.  The kernel loops over the rows with
 ``prange`` and over each row's elements with a plain loop, and advances the
 step counter, so a dict of arrays is one call and nothing can split a step.
+First, serially, it runs :func:`fastopt._plan.check_and_bind` on ``block``:
+the check that this call's arrays are the validated ones (and the writing of
+the grads' addresses into the table); when it fails the kernel returns the
+key's index having written nothing, and the facade validates fully.
 
 **The prologue** (the engine's, identical for every rule, in this order):
 clamp to ``[-clip_value, clip_value]`` (when ``clip_value > 0``), multiply

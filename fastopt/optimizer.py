@@ -20,14 +20,14 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _checkpoint
 from ._groups import Groups
+from ._options import EngineOptions, checked_state_dtype
+from ._checkpoint import StateIO
 from ._hyper import Hyperparameters, is_schedule
 from ._jit import RuleMath
-from ._layout import FLOAT_DTYPES
 from ._plan import Plan
 from ._run import KernelRunner, Scalars
-from ._state import MAX_STEP, OptimizerState
+from ._state import OptimizerState
 from ._validate import validate
 from .errors import HyperparameterError, LayoutError, NonFiniteGradientError
 
@@ -36,8 +36,6 @@ from .errors import HyperparameterError, LayoutError, NonFiniteGradientError
 #: is faster serial (a parallel launch costs a few microseconds); SGD, with
 #: less work per element, breaks even later.
 PARALLEL_MIN_SIZE = 30_000
-NONFINITE_CHOICES = ("propagate", "skip", "raise")
-STATE_DTYPES = ("float32", "float64")
 #: Param dicts whose plans an optimizer keeps (a stateless rule shared by
 #: several networks re-binds each network's plan instead of re-validating).
 PLANS_KEPT = 8
@@ -49,7 +47,7 @@ def _keyword(name, default):
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
 
 
-class Optimizer(Hyperparameters):
+class Optimizer(EngineOptions, StateIO, Hyperparameters):
     """Base of every rule: hyperparameters and engine options around a
     :class:`~fastopt._jit.RuleMath`.
 
@@ -91,7 +89,7 @@ class Optimizer(Hyperparameters):
         self.clip_norm = clip_norm
         self.clip_value = clip_value
         self.maximize = maximize
-        self._state_dtype = _checked_state_dtype(state_dtype, type(self).__name__)
+        self._state_dtype = checked_state_dtype(state_dtype, type(self).__name__)
         self._groups = Groups(self, groups)
         object.__setattr__(self, "_math", self.choose_math())
         self._state = OptimizerState(self._math.state_names)
@@ -139,138 +137,6 @@ class Optimizer(Hyperparameters):
         self._needs_prepass = self.__dict__.get("_nonfinite", "propagate") != "propagate" or (
             self.__dict__.get("_clip_norm") is not None)
         self._rows_cache = None
-
-    @property
-    def groups(self) -> Groups:
-        """The per-key groups, by pattern (see :mod:`fastopt._groups`)."""
-        return self._groups
-
-    @property
-    def nonfinite(self) -> str:
-        """What an update does when a gradient holds nan or inf.
-
-        ``"propagate"`` (the default, as PyTorch and optax do): nothing special.
-        ``"skip"``: leave params, state and step count as they are and count
-        the step in ``skipped_steps``.  ``"raise"``: raise
-        :class:`NonFiniteGradientError` naming the first offending key.
-        The check is one pass over the grads, before anything is written.
-        """
-        return self._nonfinite
-
-    @nonfinite.setter
-    def nonfinite(self, value) -> None:
-        if value not in NONFINITE_CHOICES:
-            raise ValueError(f"nonfinite: expected one of {NONFINITE_CHOICES}, got {value!r}")
-        self._nonfinite = NONFINITE_CHOICES[NONFINITE_CHOICES.index(value)]
-        if "_groups" in self.__dict__:
-            self._refresh_time_dependence()
-
-    @property
-    def clip_norm(self):
-        """Global L2-norm clipping of the grads (None: off), PyTorch's formula."""
-        return self._clip_norm
-
-    @clip_norm.setter
-    def clip_norm(self, value) -> None:
-        self._clip_norm = _positive_or_none(value, f"{type(self).__name__}.clip_norm")
-        self._hyperparameters_changed()
-
-    @property
-    def clip_value(self):
-        """Clamp every grad element to ``[-clip_value, clip_value]`` first (None: off)."""
-        return self._clip_value
-
-    @clip_value.setter
-    def clip_value(self, value) -> None:
-        self._clip_value = _positive_or_none(value, f"{type(self).__name__}.clip_value")
-        self._hyperparameters_changed()
-
-    @property
-    def maximize(self) -> bool:
-        """Ascend instead of descend (the grads are negated first)."""
-        return self._maximize
-
-    @maximize.setter
-    def maximize(self, value) -> None:
-        if value is not True and value is not False:
-            raise HyperparameterError(f"{type(self).__name__}.maximize: expected True or False, got {value!r}")
-        self._maximize = value
-        self._hyperparameters_changed()
-
-    @property
-    def state_dtype(self):
-        """The state buffers' dtype; None: the params'."""
-        return self._state_dtype
-
-    @property
-    def parallel(self) -> bool | None:
-        """Which kernel runs updates of at least ``parallel_min_size`` elements.
-
-        ``None`` (the default): whichever has been faster lately, measured in
-        use and shared by the process (:class:`~fastopt._jit.FasterOf`).
-        ``True``: always parallel; ``False``: never.  Bitwise the same results.
-        """
-        return self._runner.parallel
-
-    @parallel.setter
-    def parallel(self, value) -> None:
-        if value is not None and value is not True and value is not False:
-            raise ValueError(f"parallel: expected None, True or False, got {value!r}")
-        self._runner.parallel = value
-        self._runner.invalidate()
-
-    @property
-    def parallel_min_size(self) -> int:
-        """Updates of at least this many elements may run the parallel kernel."""
-        return self._runner.parallel_min_size
-
-    @parallel_min_size.setter
-    def parallel_min_size(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"parallel_min_size: expected an int >= 0, got {value!r}")
-        self._runner.parallel_min_size = value
-        self._runner.invalidate()
-
-    @property
-    def step_count(self) -> int:
-        """Updates applied so far (the ``t`` of the last one)."""
-        return self._state.step_count
-
-    @property
-    def iter(self) -> int:
-        """The book's name for the step count; setting it sets the count."""
-        return self._state.step_count
-
-    @iter.setter
-    def iter(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_STEP:
-            raise HyperparameterError(f"{type(self).__name__}.iter: expected an int in [0, {MAX_STEP}], got {value!r}")
-        self._state.set_step(int(value))
-
-    @property
-    def layout(self):
-        """The keys, shapes and dtype fixed at the first update (None before;
-        always None for stateless rules, which take any layout)."""
-        return self._state.layout
-
-    @property
-    def kernel(self):
-        """The compiled kernel this optimizer runs (its rule's; assignable for tests)."""
-        return self.__dict__.get("_kernel_override") or self._math.kernel
-
-    @kernel.setter
-    def kernel(self, value) -> None:
-        self._kernel_override = value
-        self._plans.clear()
-
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        return self._math.state_names
-
-    @property
-    def state(self) -> dict[str, dict[str, np.ndarray]]:
-        """``{state name: {key: view shaped like the param}}`` of the flat buffers."""
-        return self._state.views()
 
     # -- the update -----------------------------------------------------------------
 
@@ -424,83 +290,6 @@ class Optimizer(Hyperparameters):
         self._groups.assign(call.layout.keys, type(self).__name__)
         if self._math.state_names:
             self._state.allocate(call.layout, self.state_dtype_for(call.layout.dtype))
-
-    # -- state I/O ---------------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        """A self-contained copy of the state, keyed by parameter name."""
-        return _checkpoint.state_dict(self)
-
-    def load_state_dict(self, state) -> None:
-        """Restore what :meth:`state_dict` returned, after validating all of it."""
-        _checkpoint.load_state_dict(self, state)
-
-    def save(self, path) -> None:
-        """Write one consistent snapshot atomically to a ``.npz`` file at ``path``."""
-        _checkpoint.save(self, path)
-
-    def load(self, path) -> None:
-        """Read a file written by :meth:`save` (checked) and restore it."""
-        _checkpoint.load(self, path)
-
-    @property
-    def optimizer_state(self) -> OptimizerState:
-        """The state object (layout, buffers, step) that checkpoints read and restore."""
-        return self._state
-
-    def restore(self, hyperparameters: dict, groups: dict, snapshot) -> None:
-        """Install validated hyperparameters, groups and state (checkpoint code only)."""
-        self._hyper.update(hyperparameters)
-        self._groups = Groups(self, groups)
-        self._state.restore(snapshot)
-        self._plans.clear()
-        self._hyperparameters_changed()
-
-    # -- pickling -------------------------------------------------------------------
-
-    def __getstate__(self):
-        return dict(
-            hyper=dict(self._hyper), structure=dict(self._structure), groups=self._groups.spec(),
-            options=dict(nonfinite=self._nonfinite, clip_norm=self._clip_norm, clip_value=self._clip_value,
-                          maximize=self._maximize, state_dtype=self._state_dtype),
-            snapshot=self._state.snapshot(), skipped_steps=self.skipped_steps,
-            last_grad_norm=self.last_grad_norm, parallel=self.parallel, parallel_min_size=self.parallel_min_size,
-        )
-
-    def __setstate__(self, saved):
-        type(self).__init__(self, **saved["hyper"], **saved["structure"], **saved["options"], groups=saved["groups"])
-        self._state.restore(saved["snapshot"])
-        self.skipped_steps = saved["skipped_steps"]
-        self.last_grad_norm = saved["last_grad_norm"]
-        self.parallel = saved["parallel"]
-        self.parallel_min_size = saved["parallel_min_size"]
-
-
-def _positive_or_none(value, where: str):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise HyperparameterError(f"{where}: expected None or a number > 0, got {value!r}")
-    try:
-        x = float(value)
-    except OverflowError:
-        x = math.inf
-    if not math.isfinite(x) or x <= 0:
-        raise HyperparameterError(f"{where}: expected None or a finite number > 0, got {value!r}")
-    return x
-
-
-def _checked_state_dtype(value, owner: str):
-    if value is None:
-        return None
-    try:
-        dtype = np.dtype(value)
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype not in FLOAT_DTYPES:
-        raise HyperparameterError(f"{owner}(state_dtype=...): expected None or one of {STATE_DTYPES}, got {value!r}")
-    return dtype
-
 
 def _thread_count() -> int:
     import numba
