@@ -142,11 +142,11 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
 
     def update(self, params, grads) -> None:
         """Apply one step of the rule to ``params`` in place."""
-        if self._state.snapshot_waiting:
-            with self._state.lock:  # a snapshot is being taken: wait for it
-                self._update(params, grads)
-        else:
-            self._update(params, grads)
+        state = self._state
+        if state.snapshot_waiting:
+            with state.lock:  # a snapshot is being taken: wait for it
+                return self._update(params, grads)
+        return self._update(params, grads)
 
     def _update(self, params, grads) -> None:
         plan = self._plans.get(id(params))
@@ -161,7 +161,9 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             if not self._prepass(plan):
                 return
         else:
-            self._fill_scalars(plan, count)
+            scalars = plan.scalars
+            if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
+                self._fill_scalars(plan, count)
         try:
             state.sequence += 1  # odd: a snapshot taken meanwhile is retried
             if plan.writeback:
