@@ -113,7 +113,7 @@ class Hyperparameter:
             )
         return x
 
-    def evaluate(self, value, count: int, where: str) -> float:
+    def evaluate(self, value, count: int, owner: str) -> float:
         """``value`` at update ``count``: a float as is, a schedule called and checked."""
         if type(value) is float:
             return value
@@ -121,10 +121,12 @@ class Hyperparameter:
             result = value(count)
         except Exception as exc:
             raise HyperparameterError(
-                f"{where}: the schedule {_name_of(value)} raised {type(exc).__name__}: {exc} "
+                f"{owner}.{self.name}: the schedule {_name_of(value)} raised {type(exc).__name__}: {exc} "
                 f"at count {count}"
             ) from exc
-        return self.checked_value(result, f"{where} (schedule {_name_of(value)} at count {count})")
+        if type(result) is float and math.isfinite(result) and self.check(result):
+            return result  # the common case, without building the message below
+        return self.checked_value(result, f"{owner}.{self.name} (schedule {_name_of(value)} at count {count})")
 
 
 def _name_of(schedule) -> str:
@@ -184,7 +186,7 @@ class Hyperparameters:
         values = self._hyper if values is None else values
         owner = self._owner_name()
         return SimpleNamespace(
-            **{n: getattr(cls, n).evaluate(v, count, f"{owner}.{n}") for n, v in values.items()}
+            **{n: getattr(cls, n).evaluate(v, count, owner) for n, v in values.items()}
         )
 
     def has_schedule(self) -> bool:
