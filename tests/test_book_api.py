@@ -12,7 +12,7 @@ import pytest
 import fastopt
 from fastopt.registry import RULES
 
-from conftest import assert_same, assert_same_state, copy_params, random_grads
+from conftest import assert_same, copy_params, random_grads
 
 rules = pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 

@@ -114,19 +114,16 @@ def test_group_overrides_are_validated_attributes_and_never_recompile():
         ({"groups": {"b*": {"momentum": 0.1}}}, "momentum"),
         ({"groups": {"b*": {"lr": -0.1}}}, "lr"),
         ({"groups": {"b*": 0.1}}, "b\\*"),
-        ({"groups": {"b1": {"lr": 0.1}, "b*": {"lr": 0.2}, "b1": {"lr": 0.3}}}, None),
     ],
 )
 def test_bad_groups_are_typed_errors_before_anything_changes(kwargs, match):
     params = _net()
-    if match is None:  # a dict cannot hold a pattern twice: the later value is the one given
-        fastopt.Adam(**kwargs).update(params, {k: np.ones_like(v) for k, v in params.items()})
-        return
     before = copy_params(params)
     with pytest.raises(fastopt.HyperparameterError, match=match):
-        opt = fastopt.Adam(**kwargs)
+        opt = None
+        opt = fastopt.Adam(**kwargs)  # bad values fail here, an unmatched pattern at the update
         opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
-        assert opt.step_count == 0
+    assert opt is None or opt.step_count == 0
     assert_same(params, before)
 
 

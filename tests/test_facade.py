@@ -12,7 +12,7 @@ from fastopt._validate import validate
 from fastopt.book import Affine
 from fastopt.registry import RULES
 
-from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, random_grads, use_kernel
+from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, use_kernel
 
 rules = pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
+from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive
 from .._jit import RuleMath
 from ..optimizer import Optimizer
 

@@ -19,9 +19,7 @@ dampening), which matches ``v = -lr * g`` from zero here.
 """
 from typing import NamedTuple
 
-import numpy as np
-
-from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
+from .._hyper import Hyperparameter, Hyperparameters, non_negative, unit_interval
 from .._jit import RuleMath
 from ..optimizer import Optimizer
 

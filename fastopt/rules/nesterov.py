@@ -25,11 +25,8 @@ rounding.  optax's ``sgd(nesterov=True)`` is the same method.
 """
 from typing import NamedTuple
 
-import numpy as np
-
-from .._hyper import Hyperparameter, Hyperparameters, is_schedule, non_negative, positive, unit_interval
+from .._hyper import Hyperparameter, Hyperparameters, non_negative, unit_interval
 from .._jit import RuleMath
-from ..errors import HyperparameterError
 from ..optimizer import Optimizer
 
 

@@ -26,9 +26,7 @@ momentum form has no dampening and keeps its trace from zero.  The book's
 """
 from typing import NamedTuple
 
-import numpy as np
-
-from .._hyper import Hyperparameter, Hyperparameters, is_schedule, non_negative, positive, unit_interval
+from .._hyper import Hyperparameter, Hyperparameters, is_schedule, non_negative
 from .._jit import RuleMath
 from ..errors import HyperparameterError
 from ..optimizer import Optimizer
