@@ -120,6 +120,20 @@ SCRIPT_THREAD_COUNTS = """
             numba.set_num_threads(threads)
             assert run(rule, steps=6, seed=0, parallel=True), (rule.name, threads)
         assert run(rule, steps=6, seed=0, parallel=False), rule.name
+    # The clip norm is summed on a grid fixed by the layout: the same bits on
+    # every thread count, equal to the reference's sum.
+    import math
+    from fastopt._reduce import reference_sum_of_squares
+    rng = np.random.default_rng(3)
+    grads = {"a": rng.standard_normal(70_001).astype(np.float32), "b": rng.standard_normal(5000).astype(np.float32)}
+    norms = set()
+    for threads in (1, 2, 3, 4):
+        numba.set_num_threads(threads)
+        opt = fastopt.AdamW(clip_norm=1.0, clip_value=2.0)
+        opt.parallel, opt.parallel_min_size = True, 0
+        opt.update({k: np.zeros_like(v) for k, v in grads.items()}, grads)
+        norms.add(opt.last_grad_norm)
+    assert norms == {math.sqrt(reference_sum_of_squares(list(grads.values()), 2.0))}, norms
     print("ok")
 """
 
