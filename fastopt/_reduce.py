@@ -31,7 +31,7 @@ import math
 import numba
 import numpy as np
 
-from ._jit import ENGINE_DIGEST, PARALLEL, FasterOf, _jit, _renamed_copy, array_at, as_compute, bound_call, helper, serialized
+from ._jit import ENGINE_DIGEST, NUMBA_FLAGS, PARALLEL, FasterOf, _jit, _renamed_copy, array_at, as_compute, bound_call, helper, serialized
 
 BLOCK = 4096
 LANES = 16
@@ -63,6 +63,16 @@ def block_table(sizes) -> np.ndarray:
         for first in range(0, size, BLOCK)
     ]
     return np.array(rows, np.int64).reshape(len(rows), 3)
+
+
+@numba.njit(inline="always", **NUMBA_FLAGS)
+def _clamped(x, clip_value):
+    if clip_value > 0:
+        if x > clip_value:
+            return clip_value
+        if x < -clip_value:
+            return -clip_value
+    return x
 
 
 @helper
@@ -105,15 +115,16 @@ def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_
         bad[b] = top == mask
         if want_norm:
             lanes = np.zeros(LANES)
-            for i in range(n):
-                x = as_compute(g[i], c_like)
-                if clip_value > 0:
-                    if x > clip_value:
-                        x = clip_value
-                    elif x < -clip_value:
-                        x = -clip_value
-                y = np.float64(x)
-                lanes[i % LANES] += y * y
+            full = n - n % LANES
+            # Rows of LANES elements: a constant-length inner loop that LLVM
+            # unrolls and vectorises across the lanes (lane order unchanged).
+            for row in range(0, full, LANES):
+                for lane in range(LANES):
+                    y = np.float64(_clamped(as_compute(g[row + lane], c_like), clip_value))
+                    lanes[lane] += y * y
+            for i in range(full, n):
+                y = np.float64(_clamped(as_compute(g[i], c_like), clip_value))
+                lanes[i - full] += y * y
             block_sums[b] = _pairwise_in_place(lanes, LANES)
     first_bad = -1
     for b in range(n_blocks):
