@@ -49,9 +49,6 @@ class OptimizerState:
         #: Odd while a step runs: a snapshot taken meanwhile is retried
         #: (a sequence lock: updates never wait for a snapshot).
         self.sequence = 0
-        #: Bumped whenever the layout or the buffers are replaced: plans
-        #: built on the old ones are then stale.
-        self.version = 0
         #: Held by a snapshot; updates that start meanwhile wait for it.
         self.lock = threading.Lock()
         self.snapshot_waiting = False
@@ -72,12 +69,11 @@ class OptimizerState:
         buffers = {n: root[j] for j, n in enumerate(self.state_names)}
         # One dict update (a single C call): an interrupt cannot leave a
         # layout without its buffers.
-        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers,
-                             version=self.version + 1)
+        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers)
 
     def forget_layout(self) -> None:
         self.__dict__.update(layout=None, state_dtype=None, root=np.zeros((len(self.state_names), 0)),
-                             buffers={}, version=self.version + 1)
+                             buffers={})
 
     def views(self) -> dict[str, dict[str, np.ndarray]]:
         """``{state name: {key: view shaped like the param}}`` (empty before the layout)."""
