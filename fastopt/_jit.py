@@ -203,6 +203,17 @@ def _as_compute(x, like):
     return lambda x, like: np.float64(x)
 
 
+@numba.extending.register_jitable(inline="always")
+def nan_maximum(a, b):
+    """``np.maximum`` of two scalars: a nan in either argument wins.
+
+    A plain function for the interpreter (it keeps float32 as float32) and
+    inlined into compiled kernels."""
+    if a > b or a != a:
+        return a
+    return b
+
+
 # -- compiling: SIGINT deferred, a corrupt cache recovered ---------------------------
 
 

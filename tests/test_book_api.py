@@ -10,31 +10,12 @@ import numpy as np
 import pytest
 
 import fastopt
+from fastopt.bench import BookNesterov  # the book's common/optimizer.py, verbatim
 from fastopt.registry import RULES
 
 from conftest import assert_same, copy_params, random_grads
 
 rules = pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
-
-
-class BookNesterov:
-    """``common/optimizer.py`` of the book, as of its 2021 fix, verbatim."""
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        self.lr = lr
-        self.momentum = momentum
-        self.v = None
-
-    def update(self, params, grads):
-        if self.v is None:
-            self.v = {}
-            for key, val in params.items():
-                self.v[key] = np.zeros_like(val)
-        for key in params.keys():
-            params[key] += self.momentum * self.momentum * self.v[key]
-            params[key] -= (1 + self.momentum) * self.lr * grads[key]
-            self.v[key] *= self.momentum
-            self.v[key] -= self.lr * grads[key]
 
 
 def test_nesterov_is_bit_identical_to_the_books_code_in_float64():

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import RuleMath
+from .._jit import RuleMath, nan_maximum
 from ..optimizer import Optimizer
 from math import sqrt
 
@@ -75,9 +75,7 @@ def update(p, g, i, m, v, lr_t, one_minus_beta1, one_minus_beta2, eps):
 def amsgrad_update(p, g, i, m, v, v_max, lr_t, one_minus_beta1, one_minus_beta2, eps):
     mi = m[i] + one_minus_beta1 * (g - m[i])
     vi = v[i] + one_minus_beta2 * (g * g - v[i])
-    top = v_max[i]
-    if vi > top or vi != vi:
-        top = vi
+    top = nan_maximum(vi, v_max[i])
     m[i] = mi
     v[i] = vi
     v_max[i] = top

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import RuleMath
+from .._jit import RuleMath, nan_maximum
 from ..optimizer import Optimizer
 from math import sqrt
 
@@ -81,9 +81,7 @@ def amsgrad_update(p, g, i, m, v, v_max, step_size, sqrt_bias2, decay, beta1, on
                    one_minus_beta2, eps):
     mi = beta1 * m[i] + one_minus_beta1 * g
     vi = beta2 * v[i] + one_minus_beta2 * g * g
-    top = v_max[i]
-    if vi > top or vi != vi:
-        top = vi
+    top = nan_maximum(vi, v_max[i])
     m[i] = mi
     v[i] = vi
     v_max[i] = top
