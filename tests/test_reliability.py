@@ -190,7 +190,10 @@ def test_c3_a_corrupt_compile_cache_is_recovered_with_a_warning(tmp_path):
 
 def test_c1_an_interrupt_during_the_first_compile_lands_after_it(tmp_path):
     code = """
-        import _thread, threading, time, numpy as np, fastopt
+        import _thread, signal, threading, time, numpy as np, fastopt
+        # A process started in the background of a non-interactive shell
+        # inherits SIGINT ignored, and interrupt_main() then does nothing.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         params = {"w": np.ones(4)}
         opt = fastopt.RMSprop()
         threading.Timer(0.05, _thread.interrupt_main).start()
