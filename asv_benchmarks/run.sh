@@ -12,6 +12,7 @@
 #                                              slower by more than FACTOR (default 1.5)
 #   asv_benchmarks/run.sh check                import every benchmark against the
 #                                              installed fastopt and run a small subset once
+#                                              (CHECK_RULES='SGD|Adam' limits it to those rules)
 #
 # ARGS go to asv as they are, e.g. -b "Update.time_update\('Adam'" to pick benchmarks.
 set -euo pipefail
@@ -54,8 +55,10 @@ case "$command" in
         # size of each must run.
         $ASV machine --yes --machine ci-check > /dev/null
         $ASV check --python=same
+        rules=${CHECK_RULES:-[^\']*}   # e.g. CHECK_RULES='SGD|Adam': only these rules
         $ASV run --python=same --machine ci-check --quick --show-stderr \
-            -b "Update.time_update\(.*, 1000, " -b "Figures.track_time_ratio\(.*, 1000, " "$@"
+            -b "Update.time_update\('($rules)', .*, 1000, " \
+            -b "Figures.track_time_ratio\('($rules)', 1000, " "$@"
         ;;
     *)
         sed -n '2,20p' "$0"
