@@ -27,12 +27,21 @@ from .errors import (
     StateFileError,
 )
 from .optimizer import Optimizer
+from .rules.adabelief import AdaBelief
+from .rules.adadelta import Adadelta
 from .rules.adagrad import AdaGrad
 from .rules.adam import Adam
+from .rules.adamax import Adamax
 from .rules.adamw import AdamW
+from .rules.lamb import LAMB
+from .rules.lars import LARS
+from .rules.lion import Lion
 from .rules.momentum import Momentum
+from .rules.nadam import NAdam
 from .rules.nesterov import Nesterov
+from .rules.radam import RAdam
 from .rules.rmsprop import RMSprop
+from .rules.rprop import Rprop
 from .rules.sgd import SGD
 
 __version__ = "0.1.0"
@@ -45,6 +54,15 @@ __all__ = [
     "RMSprop",
     "Adam",
     "AdamW",
+    "NAdam",
+    "RAdam",
+    "Adamax",
+    "Adadelta",
+    "Rprop",
+    "AdaBelief",
+    "Lion",
+    "LAMB",
+    "LARS",
     "Optimizer",
     "reference",
     "schedules",

@@ -21,6 +21,15 @@ LEARNING_RATES = {
     "RMSprop": 0.002,
     "Adam": 0.002,
     "AdamW": 0.002,
+    "NAdam": 0.005,
+    "RAdam": 0.01,
+    "Adamax": 0.01,
+    "Adadelta": 1.0,
+    "Rprop": 0.001,
+    "AdaBelief": 0.005,
+    "Lion": 0.001,
+    "LAMB": 0.01,
+    "LARS": 1.0,
 }
 
 
@@ -31,7 +40,7 @@ def train_pair(rule, iterations, hidden, batch_size, seed=0):
     seconds, losses of the fast net).
     """
     x, t = teacher_dataset(seed=seed)
-    lr = LEARNING_RATES.get(rule.name, 0.01)
+    lr = LEARNING_RATES[rule.name]
     nets = [MultiLayerNet(x.shape[1], hidden, 10, seed=seed) for _ in range(2)]
     opts = [rule.fast(lr=lr), rule.reference(lr=lr)]
     seconds = ([], [])

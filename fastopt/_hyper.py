@@ -36,6 +36,10 @@ def unit_interval(x: float) -> bool:
     return 0.0 <= x < 1.0
 
 
+def open_unit_interval(x: float) -> bool:
+    return 0.0 < x < 1.0
+
+
 def closed_unit_interval(x: float) -> bool:
     return 0.0 <= x <= 1.0
 
@@ -48,6 +52,7 @@ _RANGE_TEXT = {
     non_negative: ">= 0",
     positive: "> 0",
     unit_interval: "in [0, 1)",
+    open_unit_interval: "in (0, 1)",
     closed_unit_interval: "in [0, 1]",
     above_one: "> 1",
 }
@@ -58,6 +63,7 @@ TEST_RANGES = {
     non_negative: (0.0, 2.0),
     positive: (1e-10, 1.0),
     unit_interval: (0.0, 0.999),
+    open_unit_interval: (0.01, 0.99),
     closed_unit_interval: (0.0, 1.0),
     above_one: (1.001, 3.0),
 }

@@ -214,6 +214,28 @@ def nan_maximum(a, b):
     return b
 
 
+def sign(x):
+    """``np.sign`` of a scalar, in its own dtype: 1, -1, +0 for either zero,
+    nan for nan.  NumPy's for the interpreter; the overload below for kernels
+    (a literal 1.0 would make float32 arithmetic float64)."""
+    return np.sign(x)
+
+
+@overload(sign, inline="always")
+def _sign(x):
+    scalar = numba.np.numpy_support.as_dtype(x).type
+    one, minus_one = scalar(1), scalar(-1)
+
+    def impl(x):
+        if x > 0:
+            return one
+        if x < 0:
+            return minus_one
+        return x - x  # +0 for either zero, nan for nan
+
+    return impl
+
+
 # -- compiling: SIGINT deferred, a corrupt cache recovered ---------------------------
 
 
@@ -323,6 +345,55 @@ def {name}(table, scalars, step, p_like, s_like, block):
 '''
 
 
+_NORMS_SKELETON = '''
+def {name}(blocks, bases, grad_base, scalars, p_like, s_like, p_sums, u_sums, key_sums):
+    p_size = p_like.itemsize
+    s_size = s_like.itemsize
+    n_blocks = blocks.shape[0]
+    for b in prange(n_blocks):
+        key = blocks[b, 0]
+        first = blocks[b, 1]
+        n = blocks[b, 2]
+        sc = scalars[key]
+        clip_value = sc[0]
+        grad_scale = sc[1]
+        coupled_decay = sc[2]
+{load_scalars}
+        p = array_at(bases[key, 0] + first * p_size, n, p_like)
+        g = array_at(grad_base[key] + first * p_size, n, p_like)
+{load_state}
+        p_lanes = np.zeros({LANES})
+        u_lanes = np.zeros({LANES})
+        for i in range(n):
+            pi = as_compute(p[i], sc)
+            gi = as_compute(g[i], sc)
+            if clip_value > 0:
+                if gi > clip_value:
+                    gi = clip_value
+                elif gi < -clip_value:
+                    gi = -clip_value
+            gi = gi * grad_scale
+            if coupled_decay != 0:
+                gi = gi + coupled_decay * pi
+            u = np.float64(direction(pi, gi, i{state_args}{scalar_args}))
+            x = np.float64(pi)
+            lane = i % {LANES}
+            p_lanes[lane] += x * x
+            u_lanes[lane] += u * u
+        p_sums[b] = pairwise(p_lanes, {LANES})
+        u_sums[b] = pairwise(u_lanes, {LANES})
+    start = 0
+    while start < n_blocks:
+        key = blocks[start, 0]
+        stop = start
+        while stop < n_blocks and blocks[stop, 0] == key:
+            stop += 1
+        key_sums[key, 0] = pairwise(p_sums[start:stop], stop - start)
+        key_sums[key, 1] = pairwise(u_sums[start:stop], stop - start)
+        start = stop
+'''
+
+
 @dataclass
 class Kernel:
     """A rule's generated loop: serial and parallel dispatchers, and the
@@ -332,9 +403,29 @@ class Kernel:
     py_func: Callable
     serial: numba.core.registry.CPUDispatcher
     parallel: numba.core.registry.CPUDispatcher
+    #: The per-key norm pre-pass (rules with a trust ratio): interpreted,
+    #: serial, parallel; else None.
+    norms: tuple | None = None
 
     def variants(self):
-        return (self.serial, self.parallel)
+        return (self.serial, self.parallel) + (self.norms[1:] if self.norms else ())
+
+
+@dataclass(frozen=True)
+class Carry:
+    """Floats a rule carries across updates, one tuple per scalars row.
+
+    ``advance(hp, t, previous) -> tuple`` gives the values after update ``t``
+    from those after update ``t - 1`` (``initial`` before the first).  They
+    depend only on the hyperparameters of each past update, so after a
+    restore they are rebuilt by replaying ``advance`` with the
+    hyperparameters resolved at each past count (exact for constants and
+    schedules; a value assigned mid-run is taken as if it had held from the
+    start).
+    """
+
+    initial: tuple
+    advance: Callable
 
 
 class RuleMath:
@@ -351,12 +442,32 @@ class RuleMath:
     change with ``t`` (otherwise they are recomputed only when a
     hyperparameter changes).  ``coupled_decay`` names the hyperparameter
     that the prologue adds as ``g + value * p`` (None for rules that decay
-    the params themselves).
+    the params themselves).  ``carry`` (a :class:`Carry`) declares Python
+    floats that a rule carries from update to update per scalars row (NAdam's
+    product of momentum coefficients); then ``scalars(hp, t, carried)`` also
+    gets this update's carried values.
+
+    A rule with a per-key *trust ratio* (LAMB, LARS) also gives
+    ``direction(p, g, i, *state, *scalars)`` - the update direction ``u`` at
+    element ``i``, computed from the old state without writing it - and
+    ``trust_ratio(hp, param_norm, direction_norm) -> float``.  The engine then
+    runs a pre-pass that sums ``p*p`` and ``u*u`` per key on the fixed grid of
+    :mod:`fastopt._reduce`, writes each key's ratio into its own scalars row
+    (field ``trust_ratio``), and runs the update, which recomputes ``u`` with
+    the same operations (so the same bits) and writes the state.
     """
 
     def __init__(self, name: str, state_names, Scalars, scalars, update, *,
-                 depends_on_step: bool, coupled_decay: str | None = "weight_decay"):
+                 depends_on_step: bool, coupled_decay: str | None = "weight_decay", carry: "Carry | None" = None,
+                 direction: Callable | None = None, trust_ratio: Callable | None = None):
         self.name = name
+        self.carry = carry
+        self.direction = direction
+        self.trust_ratio = trust_ratio
+        if (direction is None) != (trust_ratio is None):
+            raise TypeError(f"{name}: direction and trust_ratio come together")
+        if direction is not None and "trust_ratio" not in Scalars._fields:
+            raise TypeError(f"{name}: a rule with a direction needs a 'trust_ratio' scalar")
         self.state_names = tuple(state_names)
         self.Scalars = Scalars
         self.scalar_names = tuple(Scalars._fields)
@@ -365,9 +476,10 @@ class RuleMath:
         self.depends_on_step = depends_on_step
         self.coupled_decay = coupled_decay
         expected = ["p", "g", "i", *self.state_names, *self.scalar_names]
-        got = list(inspect.signature(update).parameters)
-        if got != expected:
-            raise TypeError(f"{name}: update() must take {expected}, takes {got}")
+        for function in (update, direction) if direction is not None else (update,):
+            got = list(inspect.signature(function).parameters)
+            if got != expected:
+                raise TypeError(f"{name}: {function.__name__}() must take {expected}, takes {got}")
         self.width = len(PROLOGUE) + len(self.scalar_names)
         self._kernel = None
 
@@ -379,11 +491,12 @@ class RuleMath:
 
 
 def _generate(math: RuleMath) -> Kernel:
-    from . import _plan
+    from . import _plan, _reduce
 
     update = math.update
     digest = hashlib.sha256(
-        (ENGINE_DIGEST + _file_digest(_plan.__file__) + _file_digest(inspect.getsourcefile(update))).encode()
+        (ENGINE_DIGEST + _file_digest(_plan.__file__) + _file_digest(_reduce.__file__)
+         + _file_digest(inspect.getsourcefile(update))).encode()
     ).hexdigest()[:10]
     indent = " " * 8
     columns = dict(LENGTH=LENGTH, GROUP=GROUP, PARAM=PARAM, GRAD=GRAD)
@@ -418,11 +531,42 @@ def _generate(math: RuleMath) -> Kernel:
                          update=compiled_update, np=np, check_and_bind=_plan.check_and_bind_compiled)
     py_namespace = dict(prange=range, array_at=array_at, as_compute=as_compute,
                         update=update, np=np, check_and_bind=_plan.check_and_bind)
+    norms = None
+    if math.direction is not None:
+        from ._reduce import LANES, _pairwise_in_place
+
+        norms_load_state = "\n".join(
+            f"{indent}{n} = array_at(bases[key, {1 + j}] + first * s_size, n, s_like)"
+            for j, n in enumerate(math.state_names)
+        )
+
+        def build_norms(variant: str, namespace: dict) -> Callable:
+            name = f"{math.name.lower()}_norms_{variant}_{digest}"
+            source = _NORMS_SKELETON.format(
+                name=name, load_scalars=load_scalars, load_state=norms_load_state, LANES=LANES,
+                state_args="".join(f", {n}" for n in math.state_names),
+                scalar_args="".join(f", {n}" for n in math.scalar_names),
+            )
+            exec(compile(source, _THIS_FILE, "exec"), namespace)
+            function = namespace[name]
+            function.__module__ = __name__
+            function.__qualname__ = name
+            return function
+
+        compiled_direction = numba.njit(inline="always", **NUMBA_FLAGS)(math.direction)
+        jit_norms = dict(jit_namespace, direction=compiled_direction, pairwise=_pairwise_in_place)
+        py_norms = dict(py_namespace, direction=math.direction, pairwise=_pairwise_in_place.py_func)
+        norms = (
+            build_norms("interpreted", py_norms),
+            _jit(build_norms("serial", dict(jit_norms)), parallel=False),
+            _jit(build_norms("parallel", dict(jit_norms)), parallel=True),
+        )
     return Kernel(
         name=math.name,
         py_func=build("interpreted", py_namespace),
         serial=_jit(build("serial", dict(jit_namespace)), parallel=False),
         parallel=_jit(build("parallel", dict(jit_namespace)), parallel=True),
+        norms=norms,
     )
 
 

@@ -180,6 +180,7 @@ class Plan:
         self.row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
         state_shift = np.array([start * state_itemsize for _, start, _ in rows], np.int64)
         self.grad_base = np.array(call.grad_addresses, np.int64).reshape(n_keys)
+        self.param_base = np.array(call.param_addresses, np.int64).reshape(n_keys)
         self.table = table = np.zeros((len(rows), FIRST_STATE + len(state.state_names)), np.int64)
         if rows:
             param_base = np.array(call.param_addresses, np.int64)

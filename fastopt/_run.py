@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, flushes_denormals, serialized
-from ._reduce import GradPrepass
+from ._reduce import GradPrepass, block_table
 
 _CLIP_VALUE, _GRAD_SCALE, _COUPLED_DECAY = range(len(PROLOGUE))
 
@@ -31,7 +31,7 @@ class Scalars:
         self.version = self.count = None
         self.grad_scale = None
 
-    def fill(self, version, rows, math, clip_value, maximize: bool, count: int) -> None:
+    def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None) -> None:
         """Every row for update ``count``: ``rows`` holds each row's resolved
         hyperparameters (row 0 the optimizer's own, then one per group).
         The prologue columns are rewritten only when the hyperparameters
@@ -44,10 +44,10 @@ class Scalars:
                 flat[base + _GRAD_SCALE] = -1.0 if maximize else 1.0
                 flat[base + _COUPLED_DECAY] = getattr(hp, math.coupled_decay) if math.coupled_decay else 0.0
             self.grad_scale = None
-        scalars = math.scalars
+        scalars, t = math.scalars, count + 1
         for r, hp in enumerate(rows):
             j = r * width + first
-            for value in scalars(hp, count + 1):
+            for value in (scalars(hp, t) if carried is None else scalars(hp, t, carried[r])):
                 flat[j] = value
                 j += 1
         self.version, self.count = version, count
@@ -81,20 +81,24 @@ class KernelRunner:
         p_like = np.empty(0, layout.dtype)
         s_like = np.empty(0, state_dtype)
         args = (plan.table, scalars.table, step, p_like, s_like, plan.block)
-        serial = bound_call(kernel.serial, args)
-        run = serial
-        if self.may_run_parallel(layout.total):
-            def parallel():
-                return serialized(bound_call(kernel.parallel, args))
+        key = (kernel.name, layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
+        plan.run = self.choose(kernel.serial, kernel.parallel, args, layout.total, key)
 
-            if self.parallel is True:
-                forced = parallel()
-                # The workers do not share the caller's FTZ/DAZ mode.
-                run = lambda: serial() if flushes_denormals() else forced()  # noqa: E731
-            else:
-                key = (kernel.name, layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
-                run = FasterOf(serial, parallel, key)
-        plan.run = run
+    def choose(self, serial_kernel, parallel_kernel, args: tuple, size: int, key: tuple):
+        """The callable running ``args`` through the serial kernel, the parallel
+        one, or the faster of the two (measured, shared under ``key``)."""
+        serial = bound_call(serial_kernel, args)
+        if not self.may_run_parallel(size):
+            return serial
+
+        def parallel():
+            return serialized(bound_call(parallel_kernel, args))
+
+        if self.parallel is True:
+            forced = parallel()
+            # The workers do not share the caller's FTZ/DAZ mode.
+            return lambda: serial() if flushes_denormals() else forced()
+        return FasterOf(serial, parallel, key)
 
     def prepass(self, plan, scalars: Scalars) -> GradPrepass:
         if plan.prepass is None:
@@ -103,3 +107,31 @@ class KernelRunner:
                 self.parallel_min_size if self.parallel is not False else 2**62,
             )
         return plan.prepass
+
+
+class NormPrepass:
+    """Per-key sums of ``p*p`` and ``u*u`` on the fixed grid (rules with a
+    trust ratio): the rule's generated norm kernel over one plan."""
+
+    def __init__(self, plan, kernel, scalars: Scalars, state, state_dtype, runner: KernelRunner):
+        layout = plan.layout
+        self.blocks = block_table(layout.sizes)
+        n_keys = len(layout.keys)
+        s_size = np.dtype(state_dtype).itemsize
+        self.bases = np.zeros((n_keys, 1 + len(state.state_names)), np.int64)
+        self.bases[:, 0] = plan.param_base
+        offsets = np.array(layout.offsets, np.int64) * s_size
+        for j, buffer in enumerate(state.root):
+            self.bases[:, 1 + j] = buffer.ctypes.data + offsets
+        self.key_sums = np.zeros((n_keys, 2))
+        args = (self.blocks, self.bases, plan.grad_base, scalars.table, np.empty(0, layout.dtype),
+                np.empty(0, state_dtype), np.zeros(len(self.blocks)), np.zeros(len(self.blocks)), self.key_sums)
+        _, serial_kernel, parallel_kernel = kernel.norms
+        key = (kernel.name + " norms", layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
+        self._run = runner.choose(serial_kernel, parallel_kernel, args, layout.total, key)
+        self.keepalive = state.root
+
+    def run(self) -> np.ndarray:
+        """``[key, (sum of p*p, sum of u*u)]``, float64."""
+        self._run()
+        return self.key_sums

@@ -35,9 +35,49 @@ class Snapshot:
     buffers: dict  # state name -> flat copy
 
 
+class Carried:
+    """The values a rule carries across updates (:class:`~fastopt._jit.Carry`),
+    per scalars row, valid after ``count`` updates.
+
+    The values for update ``count + 1`` are proposed when its scalars are
+    filled and adopted at the next fill only if the step counter then shows
+    that the update ran (a skipped or interrupted update leaves them unused).
+    Anything else - a restore, ``iter`` set, a first use - replays the
+    rule's ``advance`` from the start with the hyperparameters resolved at
+    each past count.
+    """
+
+    def __init__(self, carry):
+        self.carry = carry
+        self.forget()
+
+    def forget(self) -> None:
+        self.count, self.values, self.proposed = None, None, None
+
+    def for_update(self, count: int, rows, rows_at) -> list:
+        """The values after update ``count + 1``, whose rows are ``rows``."""
+        if self.proposed is not None and self.proposed[0] == count:
+            self.count, self.values = self.proposed
+        if self.count != count or len(self.values) != len(rows):
+            self.values, self.count = self._replay(count, len(rows), rows_at), count
+        advance = self.carry.advance
+        values = [advance(hp, count + 1, v) for hp, v in zip(rows, self.values)]
+        self.proposed = (count + 1, values)
+        return values
+
+    def _replay(self, count: int, n_rows: int, rows_at) -> list:
+        advance = self.carry.advance
+        values = [self.carry.initial] * n_rows
+        for c in range(count):
+            values = [advance(hp, c + 1, v) for hp, v in zip(rows_at(c), values)]
+        return values
+
+
 class OptimizerState:
-    def __init__(self, state_names: tuple[str, ...]):
+    def __init__(self, state_names: tuple[str, ...], carry=None):
         self.state_names = state_names
+        #: The rule's carried floats (NAdam's), rebuilt after a restore.
+        self.carried = Carried(carry) if carry is not None else None
         self.layout: Layout | None = None
         self.state_dtype: np.dtype | None = None
         self.root = np.zeros((len(state_names), 0))
@@ -59,6 +99,8 @@ class OptimizerState:
 
     def set_step(self, value: int) -> None:
         self.step[0] = value
+        if self.carried is not None:
+            self.carried.forget()
 
     def allocate(self, layout: Layout, state_dtype: np.dtype) -> None:
         """Fix the layout and allocate zeroed buffers."""
@@ -113,4 +155,4 @@ class OptimizerState:
             for j, n in enumerate(self.state_names):
                 root[j] = snapshot.buffers[n]
             self._install(snapshot.layout, snapshot.state_dtype, root)
-        self.step[0] = snapshot.step
+        self.set_step(snapshot.step)

@@ -168,7 +168,12 @@ def make_step(impl: str, rule: Rule, shapes, layout: str, seed: int = 0):
         import torch
     except ImportError:
         return None
-    cls_name, kwargs = TORCH_CLASSES[rule.name]
+    if rule.name in TORCH_CLASSES:
+        cls_name, kwargs = TORCH_CLASSES[rule.name]
+    elif rule.torch_equivalent is not None:
+        cls_name, kwargs = rule.torch_equivalent, {}  # the catalogue's defaults are torch's
+    else:
+        return None
     mode = impl.split("-")[1]
     flags = {"forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[mode]
     tensors = []

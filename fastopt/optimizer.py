@@ -24,9 +24,9 @@ from ._groups import Groups
 from ._options import EngineOptions, checked_state_dtype
 from ._checkpoint import StateIO
 from ._hyper import Hyperparameters, is_schedule
-from ._jit import RuleMath
+from ._jit import PROLOGUE, RuleMath
 from ._plan import Plan
-from ._run import KernelRunner, Scalars
+from ._run import KernelRunner, NormPrepass, Scalars
 from ._state import OptimizerState
 from ._validate import validate
 from .errors import HyperparameterError, LayoutError, NonFiniteGradientError
@@ -92,7 +92,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         self._state_dtype = checked_state_dtype(state_dtype, type(self).__name__)
         self._groups = Groups(self, groups)
         object.__setattr__(self, "_math", self.choose_math())
-        self._state = OptimizerState(self._math.state_names)
+        self._state = OptimizerState(self._math.state_names, self._math.carry)
         self._plans = OrderedDict()
         self._runner = KernelRunner(None, self.default_parallel_min_size, self._plans.clear)
         #: Updates skipped because of a non-finite gradient (nonfinite="skip").
@@ -154,12 +154,14 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             plan = self._prepare(params, grads)  # validate, plan
         state = self._state
         count = state.step_view[0]
-        if self._needs_prepass:
-            if plan.check() >= 0:
+        if self._needs_prepass or plan.norms is not None:
+            if plan.check() >= 0:  # the pre-passes read the grads: bind them first
                 plan = self._prepare(params, grads)
             self._fill_scalars(plan, count)
-            if not self._prepass(plan):
+            if self._needs_prepass and not self._prepass(plan):
                 return
+            if plan.norms is not None:
+                self._trust_ratios(plan, count)
         else:
             scalars = plan.scalars
             if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
@@ -173,15 +175,31 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
                 # and ran nothing: validate fully (raises, or plans anew).
                 plan = self._prepare(params, grads)
                 self._fill_scalars(plan, count)
+                if plan.norms is not None:
+                    self._trust_ratios(plan, count)
                 plan.run()
         finally:
             state.sequence = (state.sequence | 1) + 1  # even again, whatever interrupted
+
+    def _trust_ratios(self, plan, count: int) -> None:
+        """Each key's trust ratio, from its norms, into its scalars row."""
+        sums = plan.norms.run()
+        rows = plan.scalars_rows(self._resolved_rows(count))
+        ratio = self._math.trust_ratio
+        column = plan.trust_ratio_column
+        for k, hp in enumerate(rows):
+            column[k] = ratio(hp, math.sqrt(sums[k, 0]), math.sqrt(sums[k, 1]))
 
     def _fill_scalars(self, plan, count: int) -> None:
         scalars = plan.scalars
         if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
             rows = self._resolved_rows(count)  # raises before anything is written
-            scalars.fill(self.hyperparameter_version, rows, self._math, self._clip_value, self._maximize, count)
+            carried = None
+            if self._math.carry is not None:
+                carried = plan.scalars_rows(self._state.carried.for_update(count, rows, self._resolve_rows))
+            rows = plan.scalars_rows(rows)
+            scalars.fill(self.hyperparameter_version, rows, self._math, self._clip_value, self._maximize, count,
+                         carried)
 
     @staticmethod
     def _run_and_write_back(plan, params) -> None:
@@ -232,10 +250,19 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             state.allocate(call.layout, self.state_dtype_for(call.layout.dtype))
         state_dtype = state.state_dtype if stateful else self.state_dtype_for(call.layout.dtype)
         parts = _thread_count() if self._runner.may_run_parallel(call.layout.total) else 1
-        plan = Plan(call, state, key_group, parts)
+        per_key = self._math.direction is not None
+        n_keys = len(call.layout.keys)
+        # A rule with a trust ratio gives every key a scalars row of its own.
+        plan = Plan(call, state, np.arange(n_keys) if per_key else key_group, parts)
+        plan.scalars_rows = (lambda rows: [rows[g] for g in key_group]) if per_key else (lambda rows: rows)
         compute = np.result_type(call.layout.dtype, state_dtype)
-        plan.scalars = Scalars(1 + len(self._groups), self._math.width, compute)
+        plan.scalars = Scalars(n_keys if per_key else 1 + len(self._groups), self._math.width, compute)
         plan.prepass = None
+        plan.norms = None
+        if per_key:
+            column = len(PROLOGUE) + self._math.scalar_names.index("trust_ratio")
+            plan.trust_ratio_column = _ColumnWriter(plan.scalars.table, column)
+            plan.norms = NormPrepass(plan, self.kernel, plan.scalars, state, state_dtype, self._runner)
         self._runner.bind(plan, self.kernel, plan.scalars, state.step, state_dtype)
         # Copies made for this call only (scalar params mixed with arrays)
         # cannot be re-bound; a dict of scalars keeps its own buffers.
@@ -292,6 +319,18 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         self._groups.assign(call.layout.keys, type(self).__name__)
         if self._math.state_names:
             self._state.allocate(call.layout, self.state_dtype_for(call.layout.dtype))
+
+class _ColumnWriter:
+    """Writes one column of a scalars table, rounding as the table's dtype does."""
+
+    def __init__(self, table, column: int):
+        self.flat = memoryview(table.reshape(-1))
+        self.width = table.shape[1]
+        self.column = column
+
+    def __setitem__(self, row: int, value: float) -> None:
+        self.flat[row * self.width + self.column] = value
+
 
 def _thread_count() -> int:
     import numba

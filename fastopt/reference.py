@@ -30,15 +30,25 @@ import numpy as np
 
 from ._hyper import Hyperparameters
 from ._reduce import reference_pairwise, reference_key_sum_of_squares
+from .rules.adabelief import AdaBeliefHyperparameters
+from .rules.adadelta import AdadeltaHyperparameters
 from .rules.adagrad import AdaGradHyperparameters
 from .rules.adam import AdamHyperparameters
+from .rules.adamax import AdamaxHyperparameters
 from .rules.adamw import AdamWHyperparameters
+from .rules.lamb import LAMBHyperparameters
+from .rules.lars import LARSHyperparameters
+from .rules.lion import LionHyperparameters
 from .rules.momentum import MomentumHyperparameters
+from .rules.nadam import NAdamHyperparameters
 from .rules.nesterov import NesterovHyperparameters
+from .rules.radam import RAdamHyperparameters
 from .rules.rmsprop import RMSpropHyperparameters
+from .rules.rprop import RpropHyperparameters
 from .rules.sgd import SGDHyperparameters
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
+           "NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS"]
 
 
 class ReferenceOptimizer(Hyperparameters):
@@ -111,6 +121,7 @@ class ReferenceOptimizer(Hyperparameters):
             state = {n: self.store.setdefault(n, {}).setdefault(k, np.zeros(np.shape(p), state_dtype))
                      for n in self.state_names}
             s = SimpleNamespace(**{n: a.astype(compute[k]) for n, a in state.items()})
+            self.current_key = k
             new_p, new_state = self.rule(p, g, s, hp, t, dt)
             for n in self.state_names:
                 self.store[n][k] = np.asarray(new_state[n]).astype(state_dtype)
@@ -119,7 +130,7 @@ class ReferenceOptimizer(Hyperparameters):
     def __getattr__(self, name):
         # The book's attributes: self.v[key], self.m[key], ... (None before the first update).
         store = self.__dict__.get("store")
-        if store is not None and name in ("m", "v", "v_max", "h", "momentum_buffer"):
+        if store is not None and name in self.state_names:
             return store.get(name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
@@ -231,3 +242,151 @@ class AdamW(AdamWHyperparameters, ReferenceOptimizer):
             v = new["v_max"] = np.maximum(s.v_max, v)
         p = p * dt(1.0 - hp.lr * hp.weight_decay)
         return p - dt(step_size) * m / (np.sqrt(v) / dt(sqrt_bias2) + dt(hp.eps)), new
+
+
+class NAdam(NAdamHyperparameters, ReferenceOptimizer):
+    """torch's NAdam; ``mu_product`` per key, as torch keeps it per param."""
+
+    state_names = ("m", "v")
+    structure = {"decoupled_weight_decay": False}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mu_product = {}
+
+    @property
+    def coupled_decay(self):
+        return not self.decoupled_weight_decay
+
+    def rule(self, p, g, s, hp, t, dt):
+        mu = hp.beta1 * (1.0 - 0.5 * 0.96 ** (t * hp.momentum_decay))
+        mu_next = hp.beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * hp.momentum_decay))
+        mu_product = self.mu_product[self.current_key] = self.mu_product.get(self.current_key, 1.0) * mu
+        if self.decoupled_weight_decay:
+            p = p * dt(1.0 - hp.lr * hp.weight_decay)
+        m = s.m + dt(1.0 - hp.beta1) * (g - s.m)
+        v = dt(hp.beta2) * s.v + dt(1.0 - hp.beta2) * g * g
+        d = np.sqrt(v / dt(1.0 - hp.beta2**t)) + dt(hp.eps)
+        p = p + dt(-hp.lr * (1.0 - mu) / (1.0 - mu_product)) * (g / d)
+        p = p + dt(-hp.lr * mu_next / (1.0 - mu_product * mu_next)) * (m / d)
+        return p, {"m": m, "v": v}
+
+
+class RAdam(RAdamHyperparameters, ReferenceOptimizer):
+    state_names = ("m", "v")
+    structure = {"decoupled_weight_decay": False}
+
+    @property
+    def coupled_decay(self):
+        return not self.decoupled_weight_decay
+
+    def rule(self, p, g, s, hp, t, dt):
+        if self.decoupled_weight_decay:
+            p = p * dt(1.0 - hp.lr * hp.weight_decay)
+        m = s.m + dt(1.0 - hp.beta1) * (g - s.m)
+        v = dt(hp.beta2) * s.v + dt(1.0 - hp.beta2) * g * g
+        bias1, bias2 = 1.0 - hp.beta1**t, 1.0 - hp.beta2**t
+        rho_inf = 2.0 / (1.0 - hp.beta2) - 1.0
+        rho_t = rho_inf - 2.0 * t * hp.beta2**t / bias2
+        if rho_t > 5.0:
+            rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            p = p - dt(hp.lr * rect * math.sqrt(bias2) / bias1) * m / (np.sqrt(v) + dt(hp.eps))
+        else:
+            p = p - dt(hp.lr / bias1) * m
+        return p, {"m": m, "v": v}
+
+
+class Adamax(AdamaxHyperparameters, ReferenceOptimizer):
+    state_names = ("m", "u")
+
+    def rule(self, p, g, s, hp, t, dt):
+        m = s.m + dt(1.0 - hp.beta1) * (g - s.m)
+        u = np.maximum(dt(hp.beta2) * s.u, np.abs(g) + dt(hp.eps))
+        return p - dt(hp.lr / (1.0 - hp.beta1**t)) * (m / u), {"m": m, "u": u}
+
+
+class Adadelta(AdadeltaHyperparameters, ReferenceOptimizer):
+    state_names = ("v", "acc_delta")
+
+    def rule(self, p, g, s, hp, t, dt):
+        rho, one_minus_rho, eps = dt(hp.rho), dt(1.0 - hp.rho), dt(hp.eps)
+        v = rho * s.v + one_minus_rho * g * g
+        delta = np.sqrt(s.acc_delta + eps) / np.sqrt(v + eps) * g
+        acc_delta = rho * s.acc_delta + one_minus_rho * delta * delta
+        return p - dt(hp.lr) * delta, {"v": v, "acc_delta": acc_delta}
+
+
+class Rprop(RpropHyperparameters, ReferenceOptimizer):
+    state_names = ("prev", "step_size")
+    coupled_decay = False
+
+    def rule(self, p, g, s, hp, t, dt):
+        size = np.full(np.shape(p), dt(hp.lr)) if t == 1 else s.step_size
+        sign_test = g * s.prev
+        size = np.where(sign_test > 0, size * dt(hp.eta_plus),
+                        np.where(sign_test < 0, size * dt(hp.eta_minus),
+                                 np.where(np.isnan(sign_test), size * sign_test, size)))
+        size = np.where(size < dt(hp.step_min), dt(hp.step_min), size)
+        size = np.where(size > dt(hp.step_max), dt(hp.step_max), size)
+        g = np.where(sign_test < 0, dt(0.0), g)
+        return p - np.sign(g) * size, {"prev": g, "step_size": size}
+
+
+class AdaBelief(AdaBeliefHyperparameters, ReferenceOptimizer):
+    state_names = ("m", "s")
+
+    def rule(self, p, g, s, hp, t, dt):
+        m = dt(1.0 - hp.beta1) * g + dt(hp.beta1) * s.m
+        e = g - m
+        belief = dt(1.0 - hp.beta2) * (e * e) + dt(hp.beta2) * s.s + dt(hp.eps_root)
+        m_hat = m / dt(1.0 - hp.beta1**t)
+        step = m_hat / (np.sqrt(belief / dt(1.0 - hp.beta2**t)) + dt(hp.eps))
+        return p - dt(hp.lr) * step, {"m": m, "s": belief}
+
+
+class Lion(LionHyperparameters, ReferenceOptimizer):
+    state_names = ("m",)
+    coupled_decay = False
+
+    def rule(self, p, g, s, hp, t, dt):
+        c = dt(1.0 - hp.beta1) * g + dt(hp.beta1) * s.m
+        m = dt(1.0 - hp.beta2) * g + dt(hp.beta2) * s.m
+        return p - dt(hp.lr) * (np.sign(c) + dt(hp.weight_decay) * p), {"m": m}
+
+
+def _norm(x) -> float:
+    """A key's L2 norm as the engine sums it: float64 on the fixed grid."""
+    return math.sqrt(reference_key_sum_of_squares(x))
+
+
+class LAMB(LAMBHyperparameters, ReferenceOptimizer):
+    state_names = ("m", "v")
+    coupled_decay = False
+
+    def rule(self, p, g, s, hp, t, dt):
+        m = dt(1.0 - hp.beta1) * g + dt(hp.beta1) * s.m
+        v = dt(1.0 - hp.beta2) * (g * g) + dt(hp.beta2) * s.v
+        m_hat, v_hat = m / dt(1.0 - hp.beta1**t), v / dt(1.0 - hp.beta2**t)
+        u = m_hat / (np.sqrt(v_hat + dt(hp.eps_root)) + dt(hp.eps)) + dt(hp.weight_decay) * p
+        p_norm, u_norm = _norm(p), _norm(u)
+        ratio = 1.0 if p_norm == 0.0 or u_norm == 0.0 else p_norm / u_norm
+        if math.isnan(ratio):
+            return np.full(np.shape(p), dt(ratio)), {"m": m, "v": v}
+        return p - dt(hp.lr) * (u * dt(ratio)), {"m": m, "v": v}
+
+
+class LARS(LARSHyperparameters, ReferenceOptimizer):
+    state_names = ("trace",)
+    structure = {"nesterov": False}
+
+    def rule(self, p, g, s, hp, t, dt):
+        p_norm, g_norm = _norm(p), _norm(g)
+        ratio = 1.0 if p_norm == 0.0 or g_norm == 0.0 else hp.trust_coefficient * p_norm / (g_norm + hp.eps)
+        if math.isnan(ratio):
+            everywhere = np.full(np.shape(p), dt(ratio))
+            return everywhere, {"trace": everywhere.copy()}
+        step = dt(-hp.lr) * (g * dt(ratio))
+        trace = step + dt(hp.momentum) * s.trace
+        if self.nesterov:
+            return p + (step + dt(hp.momentum) * trace), {"trace": trace}
+        return p + trace, {"trace": trace}

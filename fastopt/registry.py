@@ -15,12 +15,21 @@ from dataclasses import dataclass, field
 from . import reference
 from ._hyper import TEST_RANGES
 from .optimizer import Optimizer
+from .rules.adabelief import AdaBelief
+from .rules.adadelta import Adadelta
 from .rules.adagrad import AdaGrad
 from .rules.adam import Adam
+from .rules.adamax import Adamax
 from .rules.adamw import AdamW
+from .rules.lamb import LAMB
+from .rules.lars import LARS
+from .rules.lion import Lion
 from .rules.momentum import Momentum
+from .rules.nadam import NAdam
 from .rules.nesterov import Nesterov
+from .rules.radam import RAdam
 from .rules.rmsprop import RMSprop
+from .rules.rprop import Rprop
 from .rules.sgd import SGD
 
 
@@ -53,9 +62,13 @@ class Rule:
 
     def bytes_per_element(self, itemsize: int = 4, **config) -> int:
         """Bytes one step reads and writes per element: params read and
-        written, grads read, each state buffer read and written."""
-        n_state = len(self.fast(**config).state_names)
-        return itemsize * (3 + 2 * n_state)
+        written, grads read, each state buffer read and written (and, for a
+        trust-ratio rule, params, grads and state read once more)."""
+        math = self.fast(**config)._math
+        n_state = len(math.state_names)
+        # A trust-ratio rule first reads params, grads and state for its norms.
+        norms = 2 + n_state if math.direction is not None else 0
+        return itemsize * (3 + 2 * n_state + norms)
 
 
 RULES: tuple[Rule, ...] = (
@@ -77,6 +90,31 @@ RULES: tuple[Rule, ...] = (
     Rule("AdamW", AdamW, reference.AdamW,
          {"default": {}, "strong_decay": {"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6, "weight_decay": 0.5},
           "no_decay": {"weight_decay": 0.0}, "amsgrad": {"amsgrad": True, "weight_decay": 0.1}}, "AdamW"),
+    Rule("NAdam", NAdam, reference.NAdam,
+         {"default": {}, "decay": {"lr": 0.01, "beta1": 0.8, "weight_decay": 0.1, "momentum_decay": 0.01},
+          "decoupled": {"weight_decay": 0.1, "decoupled_weight_decay": True}}, "NAdam"),
+    Rule("RAdam", RAdam, reference.RAdam,
+         {"default": {}, "decay": {"lr": 0.01, "beta2": 0.99, "weight_decay": 0.1},
+          "decoupled": {"weight_decay": 0.1, "decoupled_weight_decay": True}}, "RAdam"),
+    Rule("Adamax", Adamax, reference.Adamax,
+         {"default": {}, "decay": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1}}, "Adamax"),
+    Rule("Adadelta", Adadelta, reference.Adadelta,
+         {"default": {}, "decay": {"lr": 0.5, "rho": 0.8, "eps": 1e-5, "weight_decay": 0.1}}, "Adadelta"),
+    Rule("Rprop", Rprop, reference.Rprop,
+         {"default": {}, "tight": {"lr": 0.1, "eta_minus": 0.3, "eta_plus": 1.5, "step_min": 0.01,
+                                   "step_max": 0.5}}, "Rprop"),
+    Rule("AdaBelief", AdaBelief, reference.AdaBelief,
+         {"default": {}, "decay": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-8, "eps_root": 1e-12,
+                                   "weight_decay": 0.1}}),
+    Rule("Lion", Lion, reference.Lion,
+         {"default": {}, "decay": {"lr": 0.001, "beta1": 0.8, "beta2": 0.95, "weight_decay": 0.5}}),
+    Rule("LAMB", LAMB, reference.LAMB,
+         {"default": {}, "decay": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-8, "eps_root": 1e-10,
+                                   "weight_decay": 0.1}}),
+    Rule("LARS", LARS, reference.LARS,
+         {"default": {}, "decay": {"lr": 0.5, "momentum": 0.8, "trust_coefficient": 0.01, "eps": 1e-8,
+                                   "weight_decay": 0.01},
+          "nesterov": {"nesterov": True, "weight_decay": 0.001}}),
 )
 
 BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}

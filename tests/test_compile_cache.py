@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import fastopt
+from fastopt.registry import RULES
 
 PACKAGE = Path(fastopt.__file__).parent
 
@@ -108,9 +109,11 @@ def test_a_second_process_loads_every_generated_kernel_from_the_cache(tmp_path):
         kernels = {rule.kernel.name: rule.kernel for rule in RULES}
         hits = sum(sum(d.stats.cache_hits.values()) for k in kernels.values() for d in k.variants())
         misses = sum(sum(d.stats.cache_misses.values()) for k in kernels.values() for d in k.variants())
-        print(len(kernels), hits, misses)
+        n = sum(len(k.variants()) for k in kernels.values())  # serial, parallel (and norm passes)
+        print(n, hits, misses)
         """
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     n, hits, misses = run_python(code, env, cwd=tmp_path).split()
-    assert hits == "0" and int(misses) == 2 * int(n)
-    assert run_python(code, env, cwd=tmp_path).split() == [n, str(2 * int(n)), "0"]
+    assert int(n) >= 2 * len(RULES)
+    assert hits == "0" and misses == n
+    assert run_python(code, env, cwd=tmp_path).split() == [n, n, "0"]

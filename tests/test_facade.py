@@ -23,7 +23,7 @@ class CountingKernel:
     def __init__(self, kernel: Kernel):
         self.calls = []
         self.kernel = Kernel(kernel.name, kernel.py_func, self._wrap("serial", kernel.serial),
-                             self._wrap("parallel", kernel.parallel))
+                             self._wrap("parallel", kernel.parallel), kernel.norms)
 
     def _wrap(self, name, dispatcher):
         def call(table, *args):
@@ -284,6 +284,18 @@ def test_signature_and_defaults_match_the_design_table(rule):
         "RMSprop": {"lr": 0.01, "decay_rate": 0.99, "eps": 1e-7, "weight_decay": 0.0},
         "Adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "weight_decay": 0.0},
         "AdamW": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
+        # The catalogue: torch.optim's and optax's defaults (DESIGN section 1).
+        "NAdam": {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+                  "momentum_decay": 0.004},
+        "RAdam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+        "Adamax": {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+        "Adadelta": {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0},
+        "Rprop": {"lr": 0.01, "eta_minus": 0.5, "eta_plus": 1.2, "step_min": 1e-6, "step_max": 50.0},
+        "AdaBelief": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-16, "eps_root": 1e-16,
+                      "weight_decay": 0.0},
+        "Lion": {"lr": 1e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 1e-3},
+        "LAMB": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-6, "eps_root": 0.0, "weight_decay": 0.0},
+        "LARS": {"lr": 1.0, "momentum": 0.9, "trust_coefficient": 0.001, "eps": 0.0, "weight_decay": 0.0},
     }[rule.name]
     for cls in (rule.fast, rule.reference):
         sig = inspect.signature(cls)
