@@ -366,7 +366,7 @@ class LAMB(LAMBHyperparameters, ReferenceOptimizer):
     def rule(self, p, g, s, hp, t, dt):
         m = dt(1.0 - hp.beta1) * g + dt(hp.beta1) * s.m
         v = dt(1.0 - hp.beta2) * (g * g) + dt(hp.beta2) * s.v
-        m_hat, v_hat = m / dt(1.0 - hp.beta1**t), v / dt(1.0 - hp.beta2**t)
+        m_hat, v_hat = m * dt(1.0 / (1.0 - hp.beta1**t)), v * dt(1.0 / (1.0 - hp.beta2**t))
         u = m_hat / (np.sqrt(v_hat + dt(hp.eps_root)) + dt(hp.eps)) + dt(hp.weight_decay) * p
         p_norm, u_norm = _norm(p), _norm(u)
         ratio = 1.0 if p_norm == 0.0 or u_norm == 0.0 else p_norm / u_norm

@@ -26,6 +26,8 @@ import fastopt
 RULES = {
     "Lion": (lambda: optax.lion(1e-4), lambda: fastopt.Lion()),
     "AdaBelief": (lambda: optax.adabelief(1e-3), lambda: fastopt.AdaBelief()),
+    "LAMB": (lambda: optax.lamb(1e-3), lambda: fastopt.LAMB()),
+    "LARS": (lambda: optax.lars(1.0), lambda: fastopt.LARS()),
 }
 ROUNDS, BATCH_SECONDS = 9, 0.2
 

@@ -40,33 +40,36 @@ class LARSHyperparameters(Hyperparameters):
 class Scalars(NamedTuple):
     neg_lr: float
     momentum: float
-    nesterov: float
     trust_ratio: float
 
 
-def scalars_for(nesterov: bool):
-    def scalars(hp, t) -> Scalars:
-        return Scalars(neg_lr=-hp.lr, momentum=hp.momentum, nesterov=1.0 if nesterov else 0.0, trust_ratio=1.0)
-
-    return scalars
+def scalars(hp, t) -> Scalars:
+    # trust_ratio: each key's own, written by the engine before the update
+    return Scalars(neg_lr=-hp.lr, momentum=hp.momentum, trust_ratio=1.0)
 
 
-def direction(p, g, i, trace, neg_lr, momentum, nesterov, trust_ratio):
+def direction(p, g, i, trace, neg_lr, momentum, trust_ratio):
     return g
 
 
-def update(p, g, i, trace, neg_lr, momentum, nesterov, trust_ratio):
-    if trust_ratio != trust_ratio:
-        # A nan in the key's norms: the key's trace and params become that nan
-        # (g * nan could return either operand's nan, whose sign bits differ).
-        trace[i] = trust_ratio
-        return trust_ratio
+def update(p, g, i, trace, neg_lr, momentum, trust_ratio):
     step = neg_lr * (g * trust_ratio)
     ti = step + momentum * trace[i]
     trace[i] = ti
-    if nesterov != 0:
-        return p + (step + momentum * ti)
     return p + ti
+
+
+def nesterov_update(p, g, i, trace, neg_lr, momentum, trust_ratio):
+    step = neg_lr * (g * trust_ratio)
+    ti = step + momentum * trace[i]
+    trace[i] = ti
+    return p + (step + momentum * ti)
+
+
+def nan_update(p, g, i, trace, neg_lr, momentum, trust_ratio):
+    """A nan in the key's norms: the trace and every param become that nan."""
+    trace[i] = trust_ratio
+    return trust_ratio
 
 
 def trust_ratio(hp, param_norm: float, direction_norm: float) -> float:
@@ -75,10 +78,10 @@ def trust_ratio(hp, param_norm: float, direction_norm: float) -> float:
     return hp.trust_coefficient * param_norm / (direction_norm + hp.eps)
 
 
-MATH = RuleMath("LARS", ("trace",), Scalars, scalars_for(False), update, depends_on_step=False,
-                direction=direction, trust_ratio=trust_ratio)
-NESTEROV_MATH = RuleMath("LARSNesterov", ("trace",), Scalars, scalars_for(True), update, depends_on_step=False,
-                         direction=direction, trust_ratio=trust_ratio)
+MATH = RuleMath("LARS", ("trace",), Scalars, scalars, update, depends_on_step=False,
+                direction=direction, trust_ratio=trust_ratio, nan_update=nan_update)
+NESTEROV_MATH = RuleMath("LARSNesterov", ("trace",), Scalars, scalars, nesterov_update,
+                         depends_on_step=False, direction=direction, trust_ratio=trust_ratio, nan_update=nan_update)
 
 
 class LARS(LARSHyperparameters, Optimizer):
