@@ -5,8 +5,11 @@ the rules whose source of truth is optax; jax is never a fastopt dependency).
     PYTHONPATH=. /tmp/jaxvenv/bin/python tools/optax_anchor.py [N ...]
 
 One float32 array of N elements (default 1e6), the same params and grads
-every call.  optax's step is ``jax.jit`` of update + apply_updates with the
-params and state donated; fastopt's is ``opt.update``.  Interleaved rounds of
+every call.  ``optax``: one ``jax.jit`` of update + apply_updates with the
+params and state donated (XLA fuses it and works in place: the fairest
+anchor); ``optax-plain``: ``tx.update`` and ``optax.apply_updates`` jitted
+separately, nothing donated (as optax's documentation writes a training
+step).  fastopt's step is ``opt.update``.  Interleaved rounds of
 timed batches; medians of seconds per step.
 """
 
@@ -53,6 +56,24 @@ def optax_step(make, n):
     return run
 
 
+def optax_plain_step(make, n):
+    """The way optax's documentation writes a step: ``tx.update`` jitted, then
+    ``optax.apply_updates`` (jitted), nothing donated."""
+    tx = make()
+    rng = np.random.default_rng(0)
+    params = jnp.asarray(rng.standard_normal(n, dtype=np.float32))
+    grads = jnp.asarray(1e-3 * rng.standard_normal(n, dtype=np.float32))
+    update, apply = jax.jit(tx.update), jax.jit(optax.apply_updates)
+    box = [params, tx.init(params)]
+
+    def run():
+        updates, box[1] = update(grads, box[1], box[0])
+        box[0] = apply(box[0], updates)
+        box[0].block_until_ready()
+
+    return run
+
+
 def fastopt_step(make, n):
     opt = make()
     rng = np.random.default_rng(0)
@@ -73,7 +94,8 @@ def main(sizes):
           f"median of {ROUNDS} interleaved rounds")
     for n in sizes:
         for name, (make_optax, make_fast) in RULES.items():
-            steps = {"optax": optax_step(make_optax, n), "fastopt": fastopt_step(make_fast, n)}
+            steps = {"optax": optax_step(make_optax, n), "optax-plain": optax_plain_step(make_optax, n),
+                     "fastopt": fastopt_step(make_fast, n)}
             calls = {}
             for label, fn in steps.items():
                 for _ in range(3):
@@ -85,8 +107,10 @@ def main(sizes):
                 for label, fn in steps.items():
                     times[label].append(per_call(fn, calls[label]))
             med = {label: statistics.median(t) for label, t in times.items()}
-            print(f"{name:10s} N={n:.0e}  optax {med['optax'] * 1e6:9.1f} us  fastopt {med['fastopt'] * 1e6:9.1f} us"
-                  f"  x optax {med['optax'] / med['fastopt']:5.2f}")
+            print(f"{name:10s} N={n:.0e}  optax {med['optax'] * 1e6:9.1f} us  optax-plain "
+                  f"{med['optax-plain'] * 1e6:9.1f} us  fastopt {med['fastopt'] * 1e6:9.1f} us"
+                  f"  x optax {med['optax'] / med['fastopt']:5.2f}  x optax-plain "
+                  f"{med['optax-plain'] / med['fastopt']:5.2f}")
 
 
 if __name__ == "__main__":
