@@ -72,8 +72,8 @@ def book_loop_table(rounds: int = 5) -> list[str]:
     by = {(r.case, r.net): r for r in results}
     lines = [
         f"the book's loop: a fresh dict of fresh float64 grad arrays every step (as network.gradient "
-        f"returns), fastopt against the book's common/optimizer.py classes (AdamW, not in the book: "
-        f"fastopt.reference.AdamW); {SHARED_SGD}: one SGD updating {SHARED_NETWORKS} networks in turn; "
+        f"returns), fastopt against the book's common/optimizer.py classes (rules not in the book, AdamW and the "
+        f"catalogue: their fastopt.reference class); {SHARED_SGD}: one SGD updating {SHARED_NETWORKS} networks in turn; "
         f"median time per step over {rounds} interleaved rounds ('book' column: the baseline's time)\n",
     ]
     width = 31  # a cell: fastopt time, baseline time, speed-up
