@@ -367,7 +367,7 @@ else:
 
 
 _NORMS_SKELETON = '''
-def {name}(blocks, bases, grad_base, scalars, p_like, s_like, p_sums, u_sums, key_sums):
+def {name}(blocks, bases, grad_base, scalars, p_like, s_like, p_sums, u_sums, p_key_sums, u_key_sums):
     p_size = p_like.itemsize
     s_size = s_like.itemsize
     n_blocks = blocks.shape[0]
@@ -404,15 +404,8 @@ def {name}(blocks, bases, grad_base, scalars, p_like, s_like, p_sums, u_sums, ke
 {element_tail}
         p_sums[b] = pairwise(p_lanes, {LANES})
         u_sums[b] = pairwise(u_lanes, {LANES})
-    start = 0
-    while start < n_blocks:
-        key = blocks[start, 0]
-        stop = start
-        while stop < n_blocks and blocks[stop, 0] == key:
-            stop += 1
-        key_sums[key, 0] = pairwise(p_sums[start:stop], stop - start)
-        key_sums[key, 1] = pairwise(u_sums[start:stop], stop - start)
-        start = stop
+    combine_by_key(blocks, p_sums, p_key_sums)
+    combine_by_key(blocks, u_sums, u_key_sums)
 '''
 
 _NORMS_ELEMENT = '''pi = as_compute(p[i], sc)
@@ -596,7 +589,7 @@ def _generate(math: RuleMath) -> Kernel:
         py_namespace["nan_update"] = math.nan_update
     norms = None
     if math.direction is not None:
-        from ._reduce import LANES, _pairwise_in_place
+        from ._reduce import LANES, _pairwise_in_place, combine_by_key
 
         norms_load_state = "\n".join(
             f"{indent}{n} = array_at(bases[key, {1 + j}] + first * s_size, n, s_like)"
@@ -621,8 +614,10 @@ def _generate(math: RuleMath) -> Kernel:
             return function
 
         compiled_direction = numba.njit(inline="always", **NUMBA_FLAGS)(math.direction)
-        jit_norms = dict(jit_namespace, direction=compiled_direction, pairwise=_pairwise_in_place)
-        py_norms = dict(py_namespace, direction=math.direction, pairwise=_pairwise_in_place.py_func)
+        jit_norms = dict(jit_namespace, direction=compiled_direction, pairwise=_pairwise_in_place,
+                         combine_by_key=combine_by_key)
+        py_norms = dict(py_namespace, direction=math.direction, pairwise=_pairwise_in_place.py_func,
+                        combine_by_key=combine_by_key.py_func)
         norms = (
             build_norms("interpreted", py_norms),
             _jit(build_norms("serial", dict(jit_norms)), parallel=False),

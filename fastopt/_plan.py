@@ -183,10 +183,9 @@ class Plan:
         self.param_base = np.array(call.param_addresses, np.int64).reshape(n_keys)
         self.table = table = np.zeros((len(rows), FIRST_STATE + len(state.state_names)), np.int64)
         if rows:
-            param_base = np.array(call.param_addresses, np.int64)
             table[:, LENGTH] = [length for _, _, length in rows]
             table[:, GROUP] = np.asarray(key_group, np.int64)[self.row_key]
-            table[:, PARAM] = param_base[self.row_key] + self.row_shift
+            table[:, PARAM] = self.param_base[self.row_key] + self.row_shift
             table[:, GRAD] = self.grad_base[self.row_key] + self.row_shift
             offsets = np.array(layout.offsets, np.int64) * state_itemsize
             for j, buffer in enumerate(state.root):

@@ -91,6 +91,23 @@ def _pairwise_in_place(x, n):
     return x[0] if n == 1 else 0.0
 
 
+@helper
+def combine_by_key(blocks, block_sums, key_sums):
+    """Each key's block sums (consecutive rows of ``blocks``) combined pairwise
+    in block order into ``key_sums[key]``; 0.0 for a key with no blocks.
+    ``block_sums`` is used as scratch."""
+    n_blocks = blocks.shape[0]
+    key_sums[:] = 0.0
+    start = 0
+    while start < n_blocks:
+        key = blocks[start, 0]
+        stop = start
+        while stop < n_blocks and blocks[stop, 0] == key:
+            stop += 1
+        key_sums[key] = _pairwise_in_place(block_sums[start:stop], stop - start)
+        start = stop
+
+
 def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_sums):
     """(first key holding a nan or inf, or -1; float64 sum of squares).
 
@@ -133,15 +150,7 @@ def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_
             break
     if not want_norm:
         return first_bad, 0.0
-    key_sums[:] = 0.0
-    start = 0
-    while start < n_blocks:
-        key = blocks[start, 0]
-        stop = start
-        while stop < n_blocks and blocks[stop, 0] == key:
-            stop += 1
-        key_sums[key] = _pairwise_in_place(block_sums[start:stop], stop - start)
-        start = stop
+    combine_by_key(blocks, block_sums, key_sums)
     scratch = key_sums.copy()
     return first_bad, _pairwise_in_place(scratch, scratch.size)
 

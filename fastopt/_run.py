@@ -123,15 +123,16 @@ class NormPrepass:
         offsets = np.array(layout.offsets, np.int64) * s_size
         for j, buffer in enumerate(state.root):
             self.bases[:, 1 + j] = buffer.ctypes.data + offsets
-        self.key_sums = np.zeros((n_keys, 2))
+        self.p_key_sums, self.u_key_sums = np.zeros(n_keys), np.zeros(n_keys)
         args = (self.blocks, self.bases, plan.grad_base, scalars.table, np.empty(0, layout.dtype),
-                np.empty(0, state_dtype), np.zeros(len(self.blocks)), np.zeros(len(self.blocks)), self.key_sums)
+                np.empty(0, state_dtype), np.zeros(len(self.blocks)), np.zeros(len(self.blocks)),
+                self.p_key_sums, self.u_key_sums)
         _, serial_kernel, parallel_kernel = kernel.norms
         key = (kernel.name + " norms", layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
         self._run = runner.choose(serial_kernel, parallel_kernel, args, layout.total, key)
         self.keepalive = state.root
 
-    def run(self) -> np.ndarray:
-        """``[key, (sum of p*p, sum of u*u)]``, float64."""
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per key: (sums of p*p, sums of u*u), float64."""
         self._run()
-        return self.key_sums
+        return self.p_key_sums, self.u_key_sums

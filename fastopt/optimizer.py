@@ -183,12 +183,12 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
 
     def _trust_ratios(self, plan, count: int) -> None:
         """Each key's trust ratio, from its norms, into its scalars row."""
-        sums = plan.norms.run()
+        p_sums, u_sums = plan.norms.run()
         rows = plan.scalars_rows(self._resolved_rows(count))
         ratio = self._math.trust_ratio
         column = plan.trust_ratio_column
         for k, hp in enumerate(rows):
-            column[k] = ratio(hp, math.sqrt(sums[k, 0]), math.sqrt(sums[k, 1]))
+            column[k] = ratio(hp, math.sqrt(p_sums[k]), math.sqrt(u_sums[k]))
 
     def _fill_scalars(self, plan, count: int) -> None:
         scalars = plan.scalars
