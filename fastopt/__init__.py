@@ -28,6 +28,7 @@ from .errors import (
 )
 from .optimizer import Optimizer
 from .rules.adabelief import AdaBelief
+from .rules.adafactor import Adafactor
 from .rules.adadelta import Adadelta
 from .rules.adagrad import AdaGrad
 from .rules.adam import Adam
@@ -63,6 +64,7 @@ __all__ = [
     "Lion",
     "LAMB",
     "LARS",
+    "Adafactor",
     "Optimizer",
     "reference",
     "schedules",

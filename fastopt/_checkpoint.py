@@ -52,7 +52,7 @@ class MissingSchedule:
 
 
 def _encode(value):
-    if type(value) is float:
+    if type(value) is float or value is None:
         return value
     if isinstance(value, schedules.Schedule):
         return {"schedule": value.to_config()}
@@ -82,6 +82,7 @@ def state_dict(opt) -> dict:
     hyper = {n: _encode(v) for n, v in opt.hyperparameters().items()}
     groups = {p: {n: _encode(v) for n, v in g.overrides.items()} for p, g in opt.groups.items()}
     layout = snapshot.layout
+    state_layouts = None if layout is None else opt.optimizer_state.layouts_for(layout, snapshot.state_dtype)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -94,7 +95,7 @@ def state_dict(opt) -> dict:
         "state_dtype": None if snapshot.state_dtype is None else snapshot.state_dtype.name,
         "keys": [] if layout is None else list(layout.keys),
         "shapes": {} if layout is None else dict(zip(layout.keys, layout.shapes)),
-        "state": {n: ({} if layout is None else layout.views(b)) for n, b in snapshot.buffers.items()},
+        "state": {n: ({} if layout is None else state_layouts[n].views(b)) for n, b in snapshot.buffers.items()},
     }
 
 
@@ -189,12 +190,14 @@ def _validated(opt, state, where):
             where,
         )
     flat = {}
+    state_layouts = opt.optimizer_state.layouts_for(layout, state_dtype)
     for name in names:
         per_key = buffers[name]
         if not isinstance(per_key, Mapping) or set(per_key) != set(keys):
             raise _fail(f"state {name!r} must have one array per key {list(keys)}", where)
-        buffer = np.empty(layout.total, state_dtype)
-        for key, shape, piece in zip(keys, layout.shapes, layout.slices(buffer)):
+        state_layout = state_layouts[name]
+        buffer = np.empty(state_layout.total, state_dtype)
+        for key, shape, piece in zip(keys, state_layout.shapes, state_layout.slices(buffer)):
             a = per_key[key]
             if not isinstance(a, np.ndarray) or a.dtype != state_dtype or a.shape != shape:
                 got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
@@ -263,8 +266,12 @@ def load(opt, path) -> None:
     def expected_sizes(header):
         keys = header.get("keys") or []
         shapes = header.get("shapes") or {}
-        total = sum(int(np.prod(_npzfile.checked_shape(shapes.get(k), where, f"shapes[{k!r}]"))) for k in keys)
-        return {_PAYLOAD_PREFIX + n: total for n in opt.state_names} if keys else {}
+        if not keys:
+            return {}
+        layout = Layout.from_shapes(keys, [_npzfile.checked_shape(shapes.get(k), where, f"shapes[{k!r}]")
+                                           for k in keys], np.float64)
+        layouts = opt.optimizer_state.layouts_for(layout, np.float64)
+        return {_PAYLOAD_PREFIX + n: layouts[n].total for n in opt.state_names}
 
     header, payload = _npzfile.read_checked(path, where, expected_sizes=expected_sizes)
     checksum = header.pop("sha256", None)
@@ -279,10 +286,11 @@ def load(opt, path) -> None:
         try:
             layout = Layout.from_shapes(header["keys"], [header["shapes"][k] for k in header["keys"]],
                                         header["state_dtype"])
+            layouts = opt.optimizer_state.layouts_for(layout, header["state_dtype"])
         except (KeyError, TypeError, ValueError) as exc:
             raise _fail(f"corrupt header ({exc})", where) from None
         for name in opt.state_names:
-            state["state"][name] = layout.views(payload[_PAYLOAD_PREFIX + name])
+            state["state"][name] = layouts[name].views(payload[_PAYLOAD_PREFIX + name])
     state.pop("state_names", None)
     load_state_dict(opt, state, where)
 

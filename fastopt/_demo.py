@@ -30,6 +30,7 @@ LEARNING_RATES = {
     "Lion": 0.001,
     "LAMB": 0.01,
     "LARS": 1.0,
+    "Adafactor": 0.01,
 }
 
 

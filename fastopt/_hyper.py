@@ -80,8 +80,12 @@ def is_schedule(value) -> bool:
 class Hyperparameter:
     """A data descriptor holding one real hyperparameter (or a schedule of it)."""
 
-    def __init__(self, default: float, check: Callable[[float], bool], doc: str = ""):
-        self.default = float(default)
+    def __init__(self, default: float | None, check: Callable[[float], bool], doc: str = "", *,
+                 nullable: bool = False):
+        #: ``nullable``: None is a value too (Adafactor's ``eps1``: "the
+        #: params' machine epsilon"); it is never scheduled or range-checked.
+        self.nullable = nullable
+        self.default = None if default is None and nullable else float(default)
         self.check = check
         self.__doc__ = doc
 
@@ -101,12 +105,15 @@ class Hyperparameter:
         """A checked Python float, or the schedule itself (checked per update)."""
         if is_schedule(value):
             return value
+        if value is None and self.nullable:
+            return None
         return self.checked_value(value, f"{owner_name}.{self.name}")
 
     def checked_value(self, value, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise HyperparameterTypeError(
-                f"{where}: expected a real number or a schedule (a callable count -> float), "
+                f"{where}: expected a real number{', None' if self.nullable else ''} or a schedule "
+                "(a callable count -> float), "
                 f"got {type(value).__name__} {value!r}"
             )
         try:
@@ -121,7 +128,7 @@ class Hyperparameter:
 
     def evaluate(self, value, count: int, owner: str) -> float:
         """``value`` at update ``count``: a float as is, a schedule called and checked."""
-        if type(value) is float:
+        if type(value) is float or value is None:
             return value
         try:
             result = value(count)
@@ -196,7 +203,7 @@ class Hyperparameters:
         )
 
     def has_schedule(self) -> bool:
-        return any(type(v) is not float for v in self._hyper.values())
+        return any(is_schedule(v) for v in self._hyper.values())
 
     def __repr__(self) -> str:
         args = ", ".join(f"{n}={v!r}" for n, v in self._hyper.items())

@@ -383,27 +383,21 @@ def {name}(blocks, bases, grad_base, scalars, p_like, s_like, p_sums, u_sums, p_
         p = array_at(bases[key, 0] + first * p_size, n, p_like)
         g = array_at(grad_base[key] + first * p_size, n, p_like)
 {load_state}
-        p_lanes = np.zeros({LANES})
-        u_lanes = np.zeros({LANES})
-        full = n - n % {LANES}
-        # Rows of {LANES}: a constant-length inner loop that LLVM vectorises
-        # across the lanes (each lane still adds its elements in order); the
+        # The squares go to scratch first, in a loop without a carried
+        # dependence that LLVM vectorises, then into the lanes (see
+        # fastopt._reduce.lane_sum); computing the direction and adding to
+        # the lanes in one loop kept its sqrt and division scalar (3x).  The
         # prologue's branches are taken outside the loop, else it stays scalar.
+        p_squares = np.empty(n)
+        u_squares = np.empty(n)
         if clip_value > 0 or coupled_decay != 0:
-            for row in range(0, full, {LANES}):
-                for lane in range({LANES}):
-                    i = row + lane
-{element_rows}
+            for i in range(n):
+{element}
         else:
-            for row in range(0, full, {LANES}):
-                for lane in range({LANES}):
-                    i = row + lane
-{plain_rows}
-        for i in range(full, n):
-            lane = i - full
-{element_tail}
-        p_sums[b] = pairwise(p_lanes, {LANES})
-        u_sums[b] = pairwise(u_lanes, {LANES})
+            for i in range(n):
+{plain}
+        p_sums[b] = lane_sum(p_squares, n)
+        u_sums[b] = lane_sum(u_squares, n)
     combine_by_key(blocks, p_sums, p_key_sums)
     combine_by_key(blocks, u_sums, u_key_sums)
 '''
@@ -420,8 +414,8 @@ if coupled_decay != 0:
     gi = gi + coupled_decay * pi
 u = np.float64(direction(pi, gi, i{state_args}{scalar_args}))
 x = np.float64(pi)
-p_lanes[lane] += x * x
-u_lanes[lane] += u * u'''
+p_squares[i] = x * x
+u_squares[i] = u * u'''
 
 # The element without the clamp and the coupled decay (both off): the same
 # operations as _NORMS_ELEMENT then does.
@@ -429,8 +423,8 @@ _NORMS_PLAIN_ELEMENT = '''pi = as_compute(p[i], sc)
 gi = as_compute(g[i], sc) * grad_scale
 u = np.float64(direction(pi, gi, i{state_args}{scalar_args}))
 x = np.float64(pi)
-p_lanes[lane] += x * x
-u_lanes[lane] += u * u'''
+p_squares[i] = x * x
+u_squares[i] = u * u'''
 
 
 @dataclass
@@ -505,6 +499,9 @@ class RuleMath:
                  nan_update: Callable | None = None):
         self.name = name
         self.carry = carry
+        #: ``state_shape(name, param_shape) -> shape``; None: every state
+        #: buffer is shaped like the params (every rule but Adafactor).
+        self.state_shape = None
         self.direction = direction
         self.trust_ratio = trust_ratio
         self.nan_update = nan_update
@@ -532,6 +529,20 @@ class RuleMath:
         if self._kernel is None:
             self._kernel = _generate(self)
         return self._kernel
+
+    @property
+    def passes(self) -> tuple[tuple[int, int], ...]:
+        """Per pass over memory that one update makes: (arrays read, arrays
+        written), each array one element per param (what a same-traffic
+        roof must move).  A trust-ratio rule reads everything once for its
+        norms before the update pass."""
+        n = len(self.state_names)
+        update = (2 + n, 1 + n)
+        return ((2 + n, 0), update) if self.direction is not None else (update,)
+
+    def bind(self, runner, plan, kernel: Kernel, scalars, state, state_dtype) -> None:
+        """Give ``plan`` its ``run``: the kernel bound to the plan's arrays."""
+        runner.bind(plan, kernel, scalars, state.step, state_dtype)
 
 
 def _generate(math: RuleMath) -> Kernel:
@@ -589,7 +600,7 @@ def _generate(math: RuleMath) -> Kernel:
         py_namespace["nan_update"] = math.nan_update
     norms = None
     if math.direction is not None:
-        from ._reduce import LANES, _pairwise_in_place, combine_by_key
+        from ._reduce import combine_by_key, lane_sum
 
         norms_load_state = "\n".join(
             f"{indent}{n} = array_at(bases[key, {1 + j}] + first * s_size, n, s_like)"
@@ -602,10 +613,9 @@ def _generate(math: RuleMath) -> Kernel:
                              scalar_args="".join(f", {n}" for n in math.scalar_names))
             element = _NORMS_ELEMENT.format(**arguments)
             source = _NORMS_SKELETON.format(
-                name=name, load_scalars=load_scalars, load_state=norms_load_state, LANES=LANES,
-                element_rows=textwrap.indent(element, " " * 20),
-                plain_rows=textwrap.indent(_NORMS_PLAIN_ELEMENT.format(**arguments), " " * 20),
-                element_tail=textwrap.indent(element, " " * 12),
+                name=name, load_scalars=load_scalars, load_state=norms_load_state,
+                element=textwrap.indent(element, " " * 16),
+                plain=textwrap.indent(_NORMS_PLAIN_ELEMENT.format(**arguments), " " * 16),
             )
             exec(compile(source, _THIS_FILE, "exec"), namespace)
             function = namespace[name]
@@ -614,9 +624,9 @@ def _generate(math: RuleMath) -> Kernel:
             return function
 
         compiled_direction = numba.njit(inline="always", **NUMBA_FLAGS)(math.direction)
-        jit_norms = dict(jit_namespace, direction=compiled_direction, pairwise=_pairwise_in_place,
+        jit_norms = dict(jit_namespace, direction=compiled_direction, lane_sum=lane_sum,
                          combine_by_key=combine_by_key)
-        py_norms = dict(py_namespace, direction=math.direction, pairwise=_pairwise_in_place.py_func,
+        py_norms = dict(py_namespace, direction=math.direction, lane_sum=lane_sum.py_func,
                         combine_by_key=combine_by_key.py_func)
         norms = (
             build_norms("interpreted", py_norms),

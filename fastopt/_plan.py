@@ -164,6 +164,7 @@ class Plan:
     def __init__(self, call, state, key_group, parts: int):
         layout = call.layout
         self.layout = layout
+        self.key_group = key_group
         self.params = call.params  # keeps the params dict alive: its id keys the plan
         self.scalar_types = None
         if call.writeback and len(call.writeback) == len(layout.keys) and all(
@@ -188,8 +189,9 @@ class Plan:
             table[:, PARAM] = self.param_base[self.row_key] + self.row_shift
             table[:, GRAD] = self.grad_base[self.row_key] + self.row_shift
             offsets = np.array(layout.offsets, np.int64) * state_itemsize
-            for j, buffer in enumerate(state.root):
-                table[:, FIRST_STATE + j] = buffer.ctypes.data + offsets[self.row_key] + state_shift
+            if state.shaped_like_params:  # else the rule's kernel finds its state itself
+                for j, buffer in enumerate(state.buffers.values()):
+                    table[:, FIRST_STATE + j] = buffer.ctypes.data + offsets[self.row_key] + state_shift
         self.keys = layout.keys
         self.n_keys = n_keys
         self.bindable = False
@@ -251,7 +253,7 @@ class Plan:
                        p.ndim, len(dims), id(self.layout.dtype), p.nbytes]
             dims.extend(p.shape)
         owned = [(a, a + p.nbytes) for a, (_, p) in zip(call.param_addresses, call.param_arrays) if p.size]
-        owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.root if b.size]
+        owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.buffers.values() if b.size]
         parts = [[0] * (2 * n), expect, [w for pair in owned for w in pair], dims,
                  list(self.grad_base), list(self.row_key), list(self.row_shift)]
         offsets, at = [], _HEAD

@@ -121,7 +121,7 @@ class NormPrepass:
         self.bases = np.zeros((n_keys, 1 + len(state.state_names)), np.int64)
         self.bases[:, 0] = plan.param_base
         offsets = np.array(layout.offsets, np.int64) * s_size
-        for j, buffer in enumerate(state.root):
+        for j, buffer in enumerate(state.buffers.values()):
             self.bases[:, 1 + j] = buffer.ctypes.data + offsets
         self.p_key_sums, self.u_key_sums = np.zeros(n_keys), np.zeros(n_keys)
         args = (self.blocks, self.bases, plan.grad_base, scalars.table, np.empty(0, layout.dtype),

@@ -4,9 +4,12 @@ One :class:`OptimizerState` per optimizer.  It owns what a checkpoint holds
 and nothing else; the checkpoint code reads it with :meth:`snapshot` and
 installs a validated one with :meth:`restore`.
 
-The state buffers are rows of one 2-D array ``(len(state_names), total)``
-in the state dtype: each state name is one flat, contiguous buffer, and each
-key owns the slice ``[offset, offset + size)`` of every one of them.
+The state buffers lie back to back in one flat array ``root`` in the state
+dtype: each state name is one flat, contiguous buffer with a layout of its
+own (:func:`state_layouts`).  For most rules every buffer is shaped like the
+params, so each key owns the slice ``[offset, offset + size)`` of every one
+of them; a rule whose state has other shapes (Adafactor's row and column
+factors) declares ``state_shape(name, param_shape)``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ from ._layout import Layout
 #: far beyond any training run, and far from where the kernel's int64
 #: counter would wrap.
 MAX_STEP = 2**62
+
+
+def state_layouts(state_names, state_shape, layout: Layout, state_dtype) -> dict[str, Layout]:
+    """Each state buffer's layout: the params' (``state_shape`` None), or the
+    shapes ``state_shape(name, param_shape)`` gives, key by key."""
+    if state_shape is None:
+        return {n: layout for n in state_names}
+    return {n: Layout.from_shapes(layout.keys, [state_shape(n, s) for s in layout.shapes], state_dtype)
+            for n in state_names}
 
 
 @dataclass(frozen=True)
@@ -74,13 +86,16 @@ class Carried:
 
 
 class OptimizerState:
-    def __init__(self, state_names: tuple[str, ...], carry=None):
+    def __init__(self, state_names: tuple[str, ...], carry=None, state_shape=None):
         self.state_names = state_names
+        self.state_shape = state_shape
+        #: Each buffer's layout (the params' unless the rule shapes its state).
+        self.layouts: dict[str, Layout] = {}
         #: The rule's carried floats (NAdam's), rebuilt after a restore.
         self.carried = Carried(carry) if carry is not None else None
         self.layout: Layout | None = None
         self.state_dtype: np.dtype | None = None
-        self.root = np.zeros((len(state_names), 0))
+        self.root = np.zeros(0)
         self.buffers: dict[str, np.ndarray] = {}
         # The kernel advances this counter in the same call that updates the
         # params, so the two can never disagree.
@@ -102,26 +117,36 @@ class OptimizerState:
         if self.carried is not None:
             self.carried.forget()
 
+    @property
+    def shaped_like_params(self) -> bool:
+        return self.state_shape is None
+
+    def layouts_for(self, layout: Layout, state_dtype) -> dict[str, Layout]:
+        return state_layouts(self.state_names, self.state_shape, layout, state_dtype)
+
     def allocate(self, layout: Layout, state_dtype: np.dtype) -> None:
         """Fix the layout and allocate zeroed buffers."""
-        root = np.zeros((len(self.state_names), layout.total), state_dtype)
-        self._install(layout, state_dtype, root)
+        layouts = self.layouts_for(layout, state_dtype)
+        root = np.zeros(sum(layouts[n].total for n in self.state_names), state_dtype)
+        self._install(layout, state_dtype, root, layouts)
 
-    def _install(self, layout, state_dtype, root) -> None:
-        buffers = {n: root[j] for j, n in enumerate(self.state_names)}
+    def _install(self, layout, state_dtype, root, layouts) -> None:
+        buffers, start = {}, 0
+        for n in self.state_names:
+            buffers[n] = root[start : start + layouts[n].total]
+            start += layouts[n].total
         # One dict update (a single C call): an interrupt cannot leave a
         # layout without its buffers.
-        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers)
+        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers, layouts=layouts)
 
     def forget_layout(self) -> None:
-        self.__dict__.update(layout=None, state_dtype=None, root=np.zeros((len(self.state_names), 0)),
-                             buffers={})
+        self.__dict__.update(layout=None, state_dtype=None, root=np.zeros(0), buffers={}, layouts={})
 
     def views(self) -> dict[str, dict[str, np.ndarray]]:
-        """``{state name: {key: view shaped like the param}}`` (empty before the layout)."""
+        """``{state name: {key: view shaped as the state of that key}}`` (empty before the layout)."""
         if self.layout is None:
             return {n: {} for n in self.state_names}
-        return {n: self.layout.views(b) for n, b in self.buffers.items()}
+        return {n: self.layouts[n].views(b) for n, b in self.buffers.items()}
 
     def snapshot(self) -> Snapshot:
         """Copies of everything, taken together (``save`` writes exactly this).
@@ -151,8 +176,8 @@ class OptimizerState:
         if snapshot.layout is None:
             self.forget_layout()
         else:
-            root = np.empty((len(self.state_names), snapshot.layout.total), snapshot.state_dtype)
-            for j, n in enumerate(self.state_names):
-                root[j] = snapshot.buffers[n]
-            self._install(snapshot.layout, snapshot.state_dtype, root)
+            layouts = self.layouts_for(snapshot.layout, snapshot.state_dtype)
+            root = np.concatenate([np.zeros(0, snapshot.state_dtype)]
+                                  + [snapshot.buffers[n] for n in self.state_names]).astype(snapshot.state_dtype)
+            self._install(snapshot.layout, snapshot.state_dtype, root, layouts)
         self.set_step(snapshot.step)

@@ -23,14 +23,18 @@ in turn (the order rotates every round; each batch starts with one untimed
 call), so a burst of machine noise hits all of them alike.  The figure reported is the median over rounds of the time per
 update.  Ratios compare medians from the same run.
 
-The *roof* is a kernel with the same memory traffic as the rule (params and
-state read and written, grads read) and trivial arithmetic, compiled with the
-same flags and timed in the same rounds; the faster of its serial and parallel
-variants is what this machine gives that traffic.  "% of roof" is roof time /
-fastopt time.
+The *roof* has the same memory traffic as the rule and trivial arithmetic:
+one roof kernel per pass the rule makes over memory (``RuleMath.passes``:
+params and state read and written and grads read; a trust-ratio rule's norm
+pass and Adafactor's sums as read-only passes), compiled with the same flags
+and timed in the same rounds; the faster of its serial and parallel variants
+is what this machine gives that traffic.  "% of roof" is roof time / fastopt
+time.
 
-Bytes moved per element (float32): SGD 12, Momentum / Nesterov / AdaGrad /
-RMSprop 20, Adam / AdamW 28 (``Rule.bytes_per_element``).
+Bytes moved per element (float32, ``Rule.bytes_per_element``): SGD 12,
+Momentum / Nesterov / AdaGrad / RMSprop 20, Adam / AdamW 28, LAMB 44,
+Adafactor 24 (its arrays are matrices ``MATRIX_ROW`` wide, the factored
+case, where the size allows; 32 for vectors).
 """
 
 from __future__ import annotations
@@ -115,14 +119,60 @@ def roof_two_states(p, g, a, b):
 ROOFS = (roof_no_state, roof_one_state, roof_two_states)
 
 
+@roof_kernel
+def roof_read_one(a):
+    total = 0.0
+    for i in prange(a.size):
+        total += a[i]
+    return total
+
+
+@roof_kernel
+def roof_read_two(a, b):
+    total = 0.0
+    for i in prange(a.size):
+        total += a[i] + b[i]
+    return total
+
+
+@roof_kernel
+def roof_read_three(a, b, c):
+    total = 0.0
+    for i in prange(a.size):
+        total += a[i] + b[i] + c[i]
+    return total
+
+
+@roof_kernel
+def roof_read_four(a, b, c, d):
+    total = 0.0
+    for i in prange(a.size):
+        total += a[i] + b[i] + c[i] + d[i]
+    return total
+
+
+#: Read-only passes (a trust ratio's norms, Adafactor's sums), by arrays read.
+READ_ROOFS = {1: roof_read_one, 2: roof_read_two, 3: roof_read_three, 4: roof_read_four}
+
+
 # -- what is timed --------------------------------------------------------------
 
 
-def layout_shapes(n: int, layout: str) -> list[tuple[int, ...]]:
-    """The array shapes of a layout holding ``n`` elements in all."""
+#: Row length of the one array of a factored rule (Adafactor): a matrix,
+#: the case its factored state is for.
+MATRIX_ROW = 1000
+
+
+def layout_shapes(n: int, layout: str, matrix: bool = False) -> list[tuple[int, ...]]:
+    """The array shapes of a layout holding ``n`` elements in all (``matrix``:
+    2-D arrays ``MATRIX_ROW`` wide, where ``n`` allows)."""
+    rows = n // MATRIX_ROW if matrix and n % MATRIX_ROW == 0 else 0
     if layout == "one":
-        return [(n,)]
+        return [(rows, MATRIX_ROW)] if rows else [(n,)]
     if layout in ("dict", "arena"):
+        if rows >= N_ARRAYS:
+            base, extra = divmod(rows, N_ARRAYS)
+            return [(base + (1 if i < extra else 0), MATRIX_ROW) for i in range(N_ARRAYS)]
         base, extra = divmod(n, N_ARRAYS)
         return [(base + (1 if i < extra else 0),) for i in range(N_ARRAYS)]
     if layout in ("mlp-dict", "mlp-arena"):
@@ -190,12 +240,28 @@ def make_step(impl: str, rule: Rule, shapes, layout: str, seed: int = 0):
 
 
 def make_roof(rule: Rule, n: int, variant: str):
+    """One update's traffic with trivial arithmetic: a roof kernel per pass
+    of the rule (``RuleMath.passes``), run one after the other."""
     rng = np.random.default_rng(1)
-    n_state = len(rule.fast().state_names)
-    arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(2 + n_state)]
-    arrays[1] *= 1e-3
-    fn = getattr(ROOFS[n_state], variant)
-    return lambda: fn(*arrays)
+    passes = rule.fast().math.passes
+    arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(max(r for r, _ in passes))]
+    arrays[1 % len(arrays)] *= 1e-3
+    calls = []
+    for read, written in passes:
+        if written == 0:
+            calls.append((getattr(READ_ROOFS[read], variant), arrays[:read]))
+        else:
+            assert read == written + 1, (rule.name, read, written)
+            calls.append((getattr(ROOFS[written - 1], variant), arrays[:read]))
+    if len(calls) == 1:
+        fn, args = calls[0]
+        return lambda: fn(*args)
+
+    def roof():
+        for fn, args in calls:
+            fn(*args)
+
+    return roof
 
 
 # -- timing ---------------------------------------------------------------------
@@ -259,7 +325,7 @@ def run(rules, sizes, layouts, rounds, progress=True, mlp=True) -> list[Result]:
     bar = _Progress(len(cases), enabled=progress)
     for rule, n, layout in cases:
         bar.show(f"{rule.name} n={n:.0e} {layout}")
-        shapes = layout_shapes(n, layout)
+        shapes = layout_shapes(n, layout, matrix=rule.factored)
         steps = {}
         for impl in IMPLEMENTATIONS:
             step = make_step(impl, rule, shapes, layout)

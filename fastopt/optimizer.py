@@ -92,7 +92,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         self._state_dtype = checked_state_dtype(state_dtype, type(self).__name__)
         self._groups = Groups(self, groups)
         object.__setattr__(self, "_math", self.choose_math())
-        self._state = OptimizerState(self._math.state_names, self._math.carry)
+        self._state = OptimizerState(self._math.state_names, self._math.carry, self._math.state_shape)
         self._plans = OrderedDict()
         self._runner = KernelRunner(None, self.default_parallel_min_size, self._plans.clear)
         #: Updates skipped because of a non-finite gradient (nonfinite="skip").
@@ -263,7 +263,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             column = len(PROLOGUE) + self._math.scalar_names.index("trust_ratio")
             plan.trust_ratio_column = _ColumnWriter(plan.scalars.table, column)
             plan.norms = NormPrepass(plan, self.kernel, plan.scalars, state, state_dtype, self._runner)
-        self._runner.bind(plan, self.kernel, plan.scalars, state.step, state_dtype)
+        self._math.bind(self._runner, plan, self.kernel, plan.scalars, state, state_dtype)
         # Copies made for this call only (scalar params mixed with arrays)
         # cannot be re-bound; a dict of scalars keeps its own buffers.
         self._plans.pop(id(params), None)

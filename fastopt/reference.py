@@ -29,7 +29,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from ._hyper import Hyperparameters
-from ._reduce import reference_pairwise, reference_key_sum_of_squares
+from ._reduce import reference_key_sum_of_squares, reference_pairwise, reference_pairwise_axis, reference_runs_sum_of_squares
+from .rules import adafactor as _adafactor
+from .rules.adafactor import AdafactorHyperparameters
 from .rules.adabelief import AdaBeliefHyperparameters
 from .rules.adadelta import AdadeltaHyperparameters
 from .rules.adagrad import AdaGradHyperparameters
@@ -48,7 +50,7 @@ from .rules.rprop import RpropHyperparameters
 from .rules.sgd import SGDHyperparameters
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
-           "NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS"]
+           "NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS", "Adafactor"]
 
 
 class ReferenceOptimizer(Hyperparameters):
@@ -118,14 +120,20 @@ class ReferenceOptimizer(Hyperparameters):
             if self.coupled_decay and dt(hp.weight_decay) != 0:
                 g = g + dt(hp.weight_decay) * p
             state_dtype = self.state_dtype or dtypes[k]
-            state = {n: self.store.setdefault(n, {}).setdefault(k, np.zeros(np.shape(p), state_dtype))
+            state = {n: self.store.setdefault(n, {}).setdefault(k, np.zeros(self.state_shape(n, np.shape(p)),
+                                                                            state_dtype))
                      for n in self.state_names}
             s = SimpleNamespace(**{n: a.astype(compute[k]) for n, a in state.items()})
             self.current_key = k
+            self.current_dtype = dtypes[k]
             new_p, new_state = self.rule(p, g, s, hp, t, dt)
             for n in self.state_names:
                 self.store[n][k] = np.asarray(new_state[n]).astype(state_dtype)
             self._write(params, k, np.asarray(new_p).astype(dtypes[k]))
+
+    @staticmethod
+    def state_shape(name, shape):
+        return shape
 
     def __getattr__(self, name):
         # The book's attributes: self.v[key], self.m[key], ... (None before the first update).
@@ -390,3 +398,71 @@ class LARS(LARSHyperparameters, ReferenceOptimizer):
         if self.nesterov:
             return p + (step + dt(hp.momentum) * trace), {"trace": trace}
         return p + trace, {"trace": trace}
+
+
+def _lerp(a, b, w, one_minus_w):
+    """torch's lerp with a scalar weight."""
+    return a + w * (b - a) if w < 0.5 else b - (b - a) * one_minus_w
+
+
+def _column_sums(squares, m: int) -> np.ndarray:
+    """Column sums of a stack of matrices ``(B, n, m)`` on Adafactor's grid:
+    chunks of rows added in order, chunk sums combined pairwise."""
+    stack, n = squares.shape[0], squares.shape[1]
+    rows = _adafactor.rows_per_chunk(m)
+    n_chunks = -(-n // rows)
+    padded = np.zeros((stack, n_chunks * rows, m))
+    padded[:, :n] = squares
+    chunks = padded.reshape(stack, n_chunks, rows, m)
+    sums = np.zeros((stack, n_chunks, m))
+    for r in range(rows):  # row by row, from +0.0
+        sums += chunks[:, :, r, :]
+    return reference_pairwise_axis(sums, axis=1)
+
+
+class Adafactor(AdafactorHyperparameters, ReferenceOptimizer):
+    state_names = ("row_var", "col_var", "variance")
+    coupled_decay = False
+    state_shape = staticmethod(_adafactor.state_shape)
+
+    def rule(self, p, g, s, hp, t, dt):
+        state = {"row_var": s.row_var, "col_var": s.col_var, "variance": s.variance}
+        if p.size == 0:
+            return p, state
+        sc = _adafactor.scalars(hp, t)
+        w = dt(sc.w)
+        one_minus_w = dt(1.0) - w
+        machine_eps = np.finfo(self.current_dtype).eps
+        eps1 = dt(machine_eps) if math.isnan(sc.eps1) else dt(sc.eps1)
+        eps1_squared = dt(machine_eps * machine_eps) if math.isnan(sc.eps1) else dt(sc.eps1_squared)
+        if p.ndim >= 2:
+            n, m = p.shape[-2], p.shape[-1]
+            g3 = g.reshape(-1, n, m)
+            g64 = g3.astype(np.float64)
+            squares = g64 * g64
+            row_means = (reference_runs_sum_of_squares(g3.reshape(-1, m)).reshape(-1, n) / m).astype(dt)
+            col_means = (_column_sums(squares, m) / n).astype(dt)
+            rows = _lerp(s.row_var.reshape(-1, n), row_means, w, one_minus_w)
+            cols = _lerp(s.col_var.reshape(-1, m), col_means, w, one_minus_w)
+            den = np.maximum((reference_pairwise_axis(rows.astype(np.float64), axis=1) / n).astype(dt), eps1)
+            row_roots = np.sqrt(rows / den[:, None])
+            col_roots = np.sqrt(cols)
+            roots = row_roots[:, :, None] * col_roots[:, None, :]  # sqrt(V), a nan never below eps1
+            inverses = (dt(1.0) / row_roots)[:, :, None] * (dt(1.0) / col_roots)[:, None, :]
+            u = (g3 * np.where(roots < eps1, dt(1.0) / eps1, inverses)).reshape(p.shape)
+            p_sum = reference_pairwise(reference_runs_sum_of_squares(p.reshape(-1, m)))
+            u_sum = reference_pairwise(reference_runs_sum_of_squares(u.reshape(-1, m)))
+            state["row_var"] = rows.reshape(s.row_var.shape)
+            state["col_var"] = cols.reshape(s.col_var.shape)
+        else:
+            variance = _lerp(s.variance, g * g, w, one_minus_w)
+            u = g / np.sqrt(np.maximum(variance, eps1_squared))
+            p_sum, u_sum = reference_key_sum_of_squares(p), reference_key_sum_of_squares(u)
+            state["variance"] = variance
+        root_size = math.sqrt(p.size)
+        rms_p = math.sqrt(p_sum) / root_size
+        eps2 = float(dt(sc.eps2))
+        alpha = (rms_p if rms_p > eps2 else eps2) * float(dt(sc.rho))
+        ratio = math.sqrt(u_sum) / (root_size * float(dt(sc.d)))
+        step = dt(-(alpha / (ratio if ratio > 1.0 else 1.0)))
+        return p * dt(sc.decay) + step * u, state

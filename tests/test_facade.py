@@ -118,13 +118,16 @@ def test_state_is_one_flat_buffer_per_name_with_a_view_per_key(rule):
     assert opt.layout.keys == ("W", "b", "s")
     assert opt.layout.shapes == ((3, 2), (2,), ())
     assert opt.layout.dtype == np.float32
+    # Shaped like the params, unless the rule shapes its state (Adafactor's factors).
+    shape_of = rule.math.state_shape or (lambda name, shape: shape)
     for name in opt.state_names:
         views = opt.state[name]
-        assert views["W"].shape == (3, 2) and views["s"].shape == ()
+        expected = {k: shape_of(name, s) for k, s in zip(opt.layout.keys, opt.layout.shapes)}
+        assert {k: v.shape for k, v in views.items()} == expected
         assert views["W"].base is views["b"].base is views["s"].base
         flat = opt.optimizer_state.buffers[name]
-        assert flat.size == 3 * 2 + 2 + 1 and flat.flags.c_contiguous
-        assert all(np.shares_memory(v, flat) for v in views.values())
+        assert flat.size == sum(int(np.prod(s)) for s in expected.values()) and flat.flags.c_contiguous
+        assert all(np.shares_memory(v, flat) for v in views.values() if v.size)
 
 
 @rules
@@ -296,6 +299,7 @@ def test_signature_and_defaults_match_the_design_table(rule):
         "Lion": {"lr": 1e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 1e-3},
         "LAMB": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-6, "eps_root": 0.0, "weight_decay": 0.0},
         "LARS": {"lr": 1.0, "momentum": 0.9, "trust_coefficient": 0.001, "eps": 0.0, "weight_decay": 0.0},
+        "Adafactor": {"lr": 0.01, "beta2_decay": -0.8, "eps1": None, "eps2": 1e-3, "d": 1.0, "weight_decay": 0.0},
     }[rule.name]
     for cls in (rule.fast, rule.reference):
         sig = inspect.signature(cls)

@@ -1,6 +1,6 @@
 """Write the golden trajectories of the catalogue's rules from their sources of truth.
 
-    tests/golden/catalogue_torch.npz   torch.optim (NAdam, RAdam, Adamax, Adadelta, Rprop)
+    tests/golden/catalogue_torch.npz   torch.optim (NAdam, RAdam, Adamax, Adadelta, Rprop, Adafactor)
     tests/golden/catalogue_optax.npz   optax (AdaBelief, Lion, LAMB, LARS)
 
 Run each half in a venv that has its library (never the project's own venv;
@@ -54,6 +54,12 @@ TORCH_CASES = [
     ("Rprop", {}),
     # A narrow step-size range: both clamps act.
     ("Rprop", {"lr": 0.1, "eta_minus": 0.3, "eta_plus": 1.5, "step_min": 0.01, "step_max": 0.5, "maximize": True}),
+    ("Adafactor", {}),
+    ("Adafactor", {"lr": 0.05, "beta2_decay": -0.5, "eps1": 1e-3, "eps2": 0.01, "d": 2.0, "weight_decay": 0.1}),
+    # lr = 1: the relative step 1/sqrt(t) is never capped; d = 1.5: rms(u) clipping acts some steps.
+    ("Adafactor", {"lr": 1.0, "d": 1.5, "maximize": True}),
+    # A large eps1: the floors of both the mean row factor and the variance estimate act.
+    ("Adafactor", {"lr": 0.01, "eps1": 0.3, "weight_decay": 0.5}),
 ]
 
 OPTAX_CASES = [
@@ -102,6 +108,8 @@ def torch_trajectory(rule: str, kwargs: dict, init: dict, steps_noise: np.ndarra
     if rule in ("NAdam", "RAdam", "Adamax"):
         betas = (kw.pop("beta1", 0.9), kw.pop("beta2", 0.999))
         args["betas"] = betas
+    if rule == "Adafactor":
+        args["eps"] = (kw.pop("eps1", None), kw.pop("eps2", 1e-3))
     if rule == "Rprop":
         args["etas"] = (kw.pop("eta_minus", 0.5), kw.pop("eta_plus", 1.2))
         args["step_sizes"] = (kw.pop("step_min", 1e-6), kw.pop("step_max", 50.0))
