@@ -54,6 +54,7 @@ The flags and why:
 from __future__ import annotations
 
 import ctypes
+import dis
 import hashlib
 import inspect
 import os
@@ -538,7 +539,11 @@ class RuleMath:
         norms before the update pass."""
         n = len(self.state_names)
         update = (2 + n, 1 + n)
-        return ((2 + n, 0), update) if self.direction is not None else (update,)
+        if self.direction is None:
+            return (update,)
+        # The norm pass touches the state buffers that the direction reads.
+        loaded = {i.argval for i in dis.get_instructions(self.direction) if i.opname.startswith("LOAD_FAST")}
+        return ((2 + len(loaded & set(self.state_names)), 0), update)
 
     def bind(self, runner, plan, kernel: Kernel, scalars, state, state_dtype) -> None:
         """Give ``plan`` its ``run``: the kernel bound to the plan's arrays."""

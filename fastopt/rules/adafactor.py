@@ -297,7 +297,7 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
                 g, r * m, m, col, sc, clip, grad_scale, block_sums, scratch)
 
     # 2. New factors, and each matrix's mean row factor.
-    for x in prange(n_matrices):
+    for x in range(n_matrices):  # a row and a column per matrix: small beside the passes
         key = matrices[x, M_KEY]
         b = matrices[x, M_MATRIX]
         sc = scalars[keys[key, K_GROUP]]
@@ -372,7 +372,7 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
 
     # 4. Each key's step: -(max(eps2, rms(p)) * rho / max(1, rms(u) / d)).
     n_keys = keys.shape[0]
-    for key in prange(n_keys):
+    for key in range(n_keys):  # a few keys: not worth a parallel region
         size = keys[key, K_SIZE]
         if size == 0:
             key_step[key] = 0.0
