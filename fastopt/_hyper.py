@@ -48,6 +48,14 @@ def above_one(x: float) -> bool:
     return x > 1.0
 
 
+def at_least_one(x: float) -> bool:
+    return x >= 1.0
+
+
+def non_positive(x: float) -> bool:
+    return x <= 0.0
+
+
 _RANGE_TEXT = {
     non_negative: ">= 0",
     positive: "> 0",
@@ -55,6 +63,8 @@ _RANGE_TEXT = {
     open_unit_interval: "in (0, 1)",
     closed_unit_interval: "in [0, 1]",
     above_one: "> 1",
+    at_least_one: ">= 1",
+    non_positive: "<= 0",
 }
 
 #: The values a test may draw for a hyperparameter with this check (finite,
@@ -66,6 +76,8 @@ TEST_RANGES = {
     open_unit_interval: (0.01, 0.99),
     closed_unit_interval: (0.0, 1.0),
     above_one: (1.001, 3.0),
+    at_least_one: (1.0, 3.0),
+    non_positive: (-1.0, -0.3),
 }
 
 

@@ -62,7 +62,7 @@ import numba
 import numpy as np
 
 from .. import _jit, _plan, _reduce
-from .._hyper import Hyperparameter, Hyperparameters, above_one, non_negative
+from .._hyper import Hyperparameter, Hyperparameters, at_least_one, non_negative, non_positive
 from .._jit import NUMBA_FLAGS, Kernel, RuleMath, array_at, as_compute, nan_maximum
 from .._reduce import BLOCK
 from ..optimizer import Optimizer
@@ -87,28 +87,14 @@ GRID = """The fixed grid.  Every sum is float64 of values in the arithmetic dtyp
 """
 
 
-def below_zero_or_zero(x: float) -> bool:
-    return x <= 0.0
-
-
 class AdafactorHyperparameters(Hyperparameters):
     lr = Hyperparameter(0.01, non_negative, "cap of the relative step size; scales the weight decay")
-    beta2_decay = Hyperparameter(-0.8, below_zero_or_zero, "exponent of the second-moment weight t**beta2_decay")
+    beta2_decay = Hyperparameter(-0.8, non_positive, "exponent of the second-moment weight t**beta2_decay")
     eps1 = Hyperparameter(None, non_negative, "floor of the variance estimate (squared); None: machine epsilon",
                           nullable=True)
     eps2 = Hyperparameter(0.001, non_negative, "floor of rms(params) in the step size")
-    d = Hyperparameter(1.0, lambda x: x >= 1.0, "clipping threshold of rms(update)")
+    d = Hyperparameter(1.0, at_least_one, "clipping threshold of rms(update)")
     weight_decay = Hyperparameter(0.0, non_negative, "decoupled decay, scaled by lr")
-
-
-from .. import _hyper  # noqa: E402  (ranges for the two checks declared here)
-
-_hyper._RANGE_TEXT.setdefault(below_zero_or_zero, "<= 0")
-_hyper.TEST_RANGES.setdefault(below_zero_or_zero, (-1.0, -0.3))
-_AT_LEAST_ONE = AdafactorHyperparameters.d.check
-_hyper._RANGE_TEXT.setdefault(_AT_LEAST_ONE, ">= 1")
-_hyper.TEST_RANGES.setdefault(_AT_LEAST_ONE, (1.0, 3.0))
-del above_one
 
 
 class Scalars(NamedTuple):
