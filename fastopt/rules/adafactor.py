@@ -197,7 +197,7 @@ def squares_of_run(g, start, count, col, sc, clip, grad_scale, block_sums, scrat
     n_blocks = 0
     for first in range(0, count, BLOCK):
         size = min(count - first, BLOCK)
-        # Slices, not offsets into the run: with offsets LLVM kept the loop scalar (5x).
+        # Slices, not offsets into the run: with offsets LLVM kept such loops scalar.
         gs = g[start + first : start + first + size]
         cs = col[first : first + size]
         for j in range(size):
