@@ -429,12 +429,10 @@ class Adafactor(AdafactorHyperparameters, ReferenceOptimizer):
         state = {"row_var": s.row_var, "col_var": s.col_var, "variance": s.variance}
         if p.size == 0:
             return p, state
-        sc = _adafactor.scalars(hp, t)
-        w = dt(sc.w)
+        w = dt(float(t) ** hp.beta2_decay)  # the weight of the new mean, 1 - beta2_t
         one_minus_w = dt(1.0) - w
-        machine_eps = np.finfo(self.current_dtype).eps
-        eps1 = dt(machine_eps) if math.isnan(sc.eps1) else dt(sc.eps1)
-        eps1_squared = dt(machine_eps * machine_eps) if math.isnan(sc.eps1) else dt(sc.eps1_squared)
+        eps1_value = float(np.finfo(self.current_dtype).eps) if hp.eps1 is None else hp.eps1
+        eps1, eps1_squared = dt(eps1_value), dt(eps1_value * eps1_value)
         if p.ndim >= 2:
             n, m = p.shape[-2], p.shape[-1]
             g3 = g.reshape(-1, n, m)
@@ -461,8 +459,8 @@ class Adafactor(AdafactorHyperparameters, ReferenceOptimizer):
             state["variance"] = variance
         root_size = math.sqrt(p.size)
         rms_p = math.sqrt(p_sum) / root_size
-        eps2 = float(dt(sc.eps2))
-        alpha = (rms_p if rms_p > eps2 else eps2) * float(dt(sc.rho))
-        ratio = math.sqrt(u_sum) / (root_size * float(dt(sc.d)))
+        eps2 = float(dt(hp.eps2))
+        alpha = (rms_p if rms_p > eps2 else eps2) * float(dt(min(hp.lr, 1 / (float(t) ** 0.5))))
+        ratio = math.sqrt(u_sum) / (root_size * float(dt(hp.d)))
         step = dt(-(alpha / (ratio if ratio > 1.0 else 1.0)))
-        return p * dt(sc.decay) + step * u, state
+        return p * dt(1 - hp.lr * hp.weight_decay) + step * u, state
