@@ -16,8 +16,10 @@ defects fixed, and with the numerical rules of DESIGN section 3:
 * the clip norm is summed on the fixed grid of :mod:`fastopt._reduce`.
 
 They share the hyperparameter declarations (names, defaults, checks) with the
-fast classes and nothing else: no kernel, layout, plan or state buffer.
-State lives in per-key dicts as in the book (``self.v[key]``).
+fast classes and nothing else: no kernel, layout, plan or state buffer (and,
+for Adafactor, the shapes of its factors and the chunking of its column
+sums, which are part of the specification).  State lives in per-key dicts
+as in the book (``self.v[key]``).
 """
 
 from __future__ import annotations
