@@ -278,19 +278,7 @@ def reference_key_sum_of_squares(g, clip_value=0.0) -> float:
     if clip_value > 0:
         cv = x.dtype.type(clip_value)
         x = np.where(x > cv, cv, np.where(x < -cv, -cv, x))
-    x = x.astype(np.float64)
-    n_blocks = -(-x.size // BLOCK)
-    if n_blocks == 0:
-        return 0.0
-    padded = np.zeros(n_blocks * BLOCK)
-    padded[: x.size] = x
-    squares = (padded * padded).reshape(n_blocks, BLOCK // LANES, LANES)
-    lanes = np.zeros((n_blocks, LANES))
-    for r in range(BLOCK // LANES):  # in order: lane += x*x, one row at a time
-        lanes += squares[:, r, :]
-    while lanes.shape[1] > 1:
-        lanes = lanes[:, 0::2] + lanes[:, 1::2]
-    return reference_pairwise(lanes[:, 0])
+    return float(reference_runs_sum_of_squares(x.reshape(1, -1))[0])
 
 
 def reference_sum_of_squares(arrays, clip_value=0.0) -> float:

@@ -216,8 +216,17 @@ def factored_direction(g, row_root, row_inverse, col_root, col_inverse, eps1, in
     return g * (inverse_eps1 if row_root * col_root < eps1 else row_inverse * col_inverse)
 
 
-def vector_direction(g, v, w, one_minus_w, eps1_squared):
-    return g / np.sqrt(nan_maximum(lerp(v, g * g, w, one_minus_w), eps1_squared))
+def vector_direction(g, new_variance, eps1_squared):
+    return g / np.sqrt(nan_maximum(new_variance, eps1_squared))
+
+
+def eps1_floors(sc, p_like):
+    """(eps1, eps1**2, 1/eps1) in the arithmetic dtype; a nan eps1 (None) is
+    the params' machine epsilon."""
+    eps1, eps1_squared = sc[_EPS1], sc[_EPS1_SQ]
+    if eps1 != eps1:
+        eps1, eps1_squared = machine_eps(p_like), machine_eps(p_like) * machine_eps(p_like)
+    return eps1, eps1_squared, as_compute(1.0, sc) / eps1
 
 
 def norms_of_row(p, g, start, count, sc, clip, grad_scale, row_root, row_inverse, col_roots, col_inverses, eps1,
@@ -246,7 +255,7 @@ def norms_of_vector(p, g, v, count, sc, clip, grad_scale, w, one_minus_w, eps1_s
     """(sum of p*p, sum of u*u) over one vector unit (at most one block)."""
     for i in range(count):
         gi = clamp_and_scale(g[i], sc, clip, grad_scale)
-        u = np.float64(vector_direction(gi, as_compute(v[i], sc), w, one_minus_w, eps1_squared))
+        u = np.float64(vector_direction(gi, lerp(as_compute(v[i], sc), gi * gi, w, one_minus_w), eps1_squared))
         x = np.float64(as_compute(p[i], sc))
         p_scratch[i] = x * x
         u_scratch[i] = u * u
@@ -289,9 +298,7 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
         sc = scalars[keys[key, K_GROUP]]
         w = sc[_W]
         one_minus_w = as_compute(1.0, sc) - w  # torch's lerp: 1 - weight in the tensors' dtype
-        eps1 = sc[_EPS1]
-        if eps1 != eps1:
-            eps1 = machine_eps(p_like)
+        eps1 = eps1_floors(sc, p_like)[0]
         n, m = keys[key, K_N], keys[key, K_M]
         n_chunks = matrices[x, M_N_UNITS]
         chunk_sums = np.empty(n_chunks)
@@ -326,10 +333,7 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
         clip, grad_scale = clip_of(sc), sc[1]
         w = sc[_W]
         one_minus_w = as_compute(1.0, sc) - w
-        eps1, eps1_squared = sc[_EPS1], sc[_EPS1_SQ]
-        if eps1 != eps1:
-            eps1, eps1_squared = machine_eps(p_like), machine_eps(p_like) * machine_eps(p_like)
-        inverse_eps1 = as_compute(1.0, sc) / eps1
+        eps1, eps1_squared, inverse_eps1 = eps1_floors(sc, p_like)
         p_scratch = np.empty(BLOCK)
         u_scratch = np.empty(BLOCK)
         count = units[u, U_COUNT]
@@ -386,10 +390,7 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
         clip, grad_scale = clip_of(sc), sc[1]
         w = sc[_W]
         one_minus_w = as_compute(1.0, sc) - w
-        eps1, eps1_squared = sc[_EPS1], sc[_EPS1_SQ]
-        if eps1 != eps1:
-            eps1, eps1_squared = machine_eps(p_like), machine_eps(p_like) * machine_eps(p_like)
-        inverse_eps1 = as_compute(1.0, sc) / eps1
+        eps1, eps1_squared, inverse_eps1 = eps1_floors(sc, p_like)
         decay = sc[_DECAY]
         step_size = as_compute(key_step[key], sc)
         count = units[u, U_COUNT]
@@ -402,7 +403,7 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
                 gi = clamp_and_scale(g[i], sc, clip, grad_scale)
                 vi = lerp(as_compute(v[i], sc), gi * gi, w, one_minus_w)
                 v[i] = vi
-                ui = gi / np.sqrt(nan_maximum(vi, eps1_squared))
+                ui = vector_direction(gi, vi, eps1_squared)
                 p[i] = as_compute(p[i], sc) * decay + step_size * ui
         else:
             n, m = keys[key, K_N], keys[key, K_M]
@@ -479,8 +480,8 @@ def _with_globals(function, namespace: dict, name: str):
     return clone
 
 
-_HELPERS = (lerp, clamp_and_scale, clip_of, squares_of_run, factored_direction, vector_direction, norms_of_row,
-            norms_of_vector)
+_HELPERS = (lerp, clamp_and_scale, clip_of, eps1_floors, squares_of_run, factored_direction, vector_direction,
+            norms_of_row, norms_of_vector)
 
 
 def _build_kernel() -> Kernel:
