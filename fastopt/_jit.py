@@ -631,7 +631,7 @@ def _generate(math: RuleMath) -> Kernel:
         compiled_direction = numba.njit(inline="always", **NUMBA_FLAGS)(math.direction)
         jit_norms = dict(jit_namespace, direction=compiled_direction, lane_sum=lane_sum,
                          combine_by_key=combine_by_key)
-        py_norms = dict(py_namespace, direction=math.direction, lane_sum=lane_sum.py_func,
+        py_norms = dict(py_namespace, direction=math.direction, lane_sum=lane_sum,
                         combine_by_key=combine_by_key.py_func)
         norms = (
             build_norms("interpreted", py_norms),

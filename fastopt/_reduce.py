@@ -10,7 +10,10 @@ grid that depends only on the layout:
    added to it in order: ``lane += float64(x) * float64(x)``, each lane
    starting at +0.0;
 3. the lanes are combined pairwise (:func:`pairwise`): adjacent pairs, the
-   odd one out carried to the next round, until one value is left;
+   odd one out carried to the next round, until one value is left; a block
+   sum that is nan is the positive quiet nan (which of two nans an add
+   returns depends on its operand order, which vector code may swap; the
+   squares are never negative, so no later add makes a nan of its own);
 4. a key's block sums are combined pairwise in block order, and the key sums
    pairwise in layout order (a key with no elements sums to 0.0).
 
@@ -21,7 +24,7 @@ no sum crosses a block, so the result is the same on any thread count;
 
 The same pass checks for nan and inf (the largest exponent field of each
 block, an integer max), so ``nonfinite="skip"`` with ``clip_norm`` reads
-the grads once for both.
+the grads once for both (:func:`_grad_prepass` says how).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import types as nbtypes
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._jit import ENGINE_DIGEST, NUMBA_FLAGS, PARALLEL, FasterOf, _jit, _renamed_copy, array_at, as_compute, bound_call, helper, serialized
 
@@ -57,12 +64,12 @@ def _exponent_bits(values):
 
 def block_table(sizes) -> np.ndarray:
     """Rows of (key, first element, length): every key cut into BLOCK-element blocks."""
-    rows = [
-        (key, first, min(BLOCK, size - first))
-        for key, size in enumerate(sizes)
-        for first in range(0, size, BLOCK)
-    ]
-    return np.array(rows, np.int64).reshape(len(rows), 3)
+    sizes = np.asarray(sizes, np.int64).reshape(-1)
+    counts = -(-sizes // BLOCK)
+    keys = np.repeat(np.arange(sizes.size, dtype=np.int64), counts)
+    before = np.repeat(np.cumsum(counts) - counts, counts)
+    firsts = (np.arange(keys.size, dtype=np.int64) - before) * BLOCK
+    return np.stack([keys, firsts, np.minimum(BLOCK, sizes[keys] - firsts)], axis=1)
 
 
 @numba.njit(inline="always", **NUMBA_FLAGS)
@@ -91,38 +98,104 @@ def _pairwise_in_place(x, n):
     return x[0] if n == 1 else 0.0
 
 
-@helper
+def _lane_total_intrinsic(square: bool):
+    """An intrinsic ``(values, count) -> float64``: steps 2-3 above over
+    ``x = float64(values[i])`` (squared when ``square``), ``i < count``.
+
+    The sixteen lanes are four ``<4 x double>`` vectors, written out in
+    LLVM IR because LLVM would not vectorise them without fastmath (neither
+    as sixteen locals nor as an array: both ran scalar, 2-2.5x slower than
+    a read of the same bytes), and the lanes live on the stack (a NumPy
+    array of lanes per call cost more than the sum of a 1000-element row).
+    The adds are the same IEEE adds in the same order as the scalar loop
+    (row by row, then the tail into the first lanes, then the pairwise
+    tree), so the bits are too."""
+
+    @intrinsic
+    def lane_total(typingctx, values, count):
+        if not (isinstance(values, nbtypes.Array) and values.ndim == 1 and values.layout == "C"
+                and values.dtype in (nbtypes.float32, nbtypes.float64) and isinstance(count, nbtypes.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            values_type, count_type = signature.args
+            source = context.make_array(values_type)(context, builder, args[0]).data
+            intp = context.get_value_type(nbtypes.intp)
+            count = context.cast(builder, args[1], count_type, nbtypes.intp)
+            full = builder.sub(count, builder.srem(count, llvm_ir.Constant(intp, LANES)))
+            double = llvm_ir.DoubleType()
+            vector = llvm_ir.VectorType(double, 4)
+            align = 4 if values_type.dtype == nbtypes.float32 else 8  # no more than the element's
+
+            def as_double(x, like):
+                if values_type.dtype == nbtypes.float32:
+                    x = builder.fpext(x, like)
+                return builder.fmul(x, x) if square else x
+
+            sums = [cgutils.alloca_once_value(builder, llvm_ir.Constant(vector, [0.0] * 4)) for _ in range(4)]
+            vector_in = llvm_ir.VectorType(source.type.pointee, 4).as_pointer()
+            with cgutils.for_range_slice(builder, llvm_ir.Constant(intp, 0), full, llvm_ir.Constant(intp, LANES),
+                                         intp) as (row, _):
+                for k in range(4):
+                    at = builder.gep(source, [builder.add(row, llvm_ir.Constant(intp, 4 * k))])
+                    x = as_double(builder.load(builder.bitcast(at, vector_in), align=align), vector)
+                    builder.store(builder.fadd(builder.load(sums[k]), x), sums[k])
+            lanes = cgutils.alloca_once(builder, double, size=LANES)
+            for k in range(4):
+                total = builder.load(sums[k])
+                for j in range(4):
+                    builder.store(builder.extract_element(total, llvm_ir.Constant(llvm_ir.IntType(32), j)),
+                                  builder.gep(lanes, [llvm_ir.Constant(intp, 4 * k + j)]))
+            with cgutils.for_range(builder, builder.sub(count, full), intp=intp) as loop:
+                x = as_double(builder.load(builder.gep(source, [builder.add(full, loop.index)])), double)
+                lane = builder.gep(lanes, [loop.index])
+                builder.store(builder.fadd(builder.load(lane), x), lane)
+            level = [builder.load(builder.gep(lanes, [llvm_ir.Constant(intp, j)])) for j in range(LANES)]
+            while len(level) > 1:  # _pairwise_in_place's tree for 16 values
+                level = [builder.fadd(level[2 * j], level[2 * j + 1]) for j in range(len(level) // 2)]
+            total = level[0]
+            return builder.select(builder.fcmp_unordered("uno", total, total), llvm_ir.Constant(double, math.nan), total)
+
+        return nbtypes.float64(values, count), codegen
+
+    return lane_total
+
+
+_lane_total = _lane_total_intrinsic(square=False)
+_lane_total_of_squares = _lane_total_intrinsic(square=True)
+
+
 def lane_sum(squares, count):
     """``squares[:count]`` (float64, at most one block) summed as steps 2-3
     above do: lane ``i % 16`` gets element ``i``, in order, then the lanes
     are combined pairwise.  Kernels compute their squares into scratch first
     and call this: adding to the lanes in the loop that computes them kept
-    that loop scalar (2.5-3x slower).  The lanes are sixteen locals, not an
-    array: with an array every add went through memory (1.8x slower)."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    s8 = s9 = s10 = s11 = s12 = s13 = s14 = s15 = 0.0
+    that loop scalar (2.5-3x slower).  Compiled code gets the vectorised
+    overload below; this Python version serves the interpreter."""
+    lanes = np.zeros(LANES)
     full = count - count % LANES
     for row in range(0, full, LANES):
-        s0 += squares[row]
-        s1 += squares[row + 1]
-        s2 += squares[row + 2]
-        s3 += squares[row + 3]
-        s4 += squares[row + 4]
-        s5 += squares[row + 5]
-        s6 += squares[row + 6]
-        s7 += squares[row + 7]
-        s8 += squares[row + 8]
-        s9 += squares[row + 9]
-        s10 += squares[row + 10]
-        s11 += squares[row + 11]
-        s12 += squares[row + 12]
-        s13 += squares[row + 13]
-        s14 += squares[row + 14]
-        s15 += squares[row + 15]
-    lanes = np.array([s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15])
-    for i in range(full, count):
-        lanes[i - full] += squares[i]
-    return _pairwise_in_place(lanes, LANES)
+        lanes += squares[row : row + LANES]
+    lanes[: count - full] += squares[full:count]
+    total = _pairwise_in_place.py_func(lanes, LANES)
+    return math.nan if total != total else total
+
+
+def lane_sum_of_squares(values, count):
+    """:func:`lane_sum` of ``float64(values[i]) ** 2`` for ``i < count``: the
+    squares need no scratch when the grads are squared as they are."""
+    x = np.asarray(values[:count], np.float64)
+    return lane_sum(x * x, count)
+
+
+@numba.extending.overload(lane_sum, jit_options=NUMBA_FLAGS)
+def _lane_sum_compiled(squares, count):
+    return lambda squares, count: _lane_total(squares, count)
+
+
+@numba.extending.overload(lane_sum_of_squares, jit_options=NUMBA_FLAGS)
+def _lane_sum_of_squares_compiled(values, count):
+    return lambda values, count: _lane_total_of_squares(values, count)
 
 
 @helper
@@ -142,41 +215,52 @@ def combine_by_key(blocks, block_sums, key_sums):
         start = stop
 
 
+@numba.njit(inline="always", **NUMBA_FLAGS)
+def _has_nonfinite(g, n):
+    bits, mask = exponent_bits(g)
+    top = mask & 0
+    for i in range(n):
+        exponent = bits[i] & mask
+        if exponent > top:
+            top = exponent
+    return top == mask
+
+
 def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_sums):
     """(first key holding a nan or inf, or -1; float64 sum of squares).
 
     ``c_like`` is a row of scalars in the arithmetic dtype; ``c_like[0]`` is
     the clip value (0: none).  ``key_sums`` receives each key's sum.
+
+    Unclamped grads squared as they are (no clip value; the arithmetic dtype
+    at least as wide as theirs) need no scratch, and their block sum is
+    finite exactly when every square is, so the exponent scan runs only on a
+    block whose sum is not: one read of the grads for the norm and the
+    check.  A clamp turns inf into a finite value, so with ``clip_value``
+    every block is scanned.
     """
     clip_value = c_like[0]
     n_blocks = blocks.shape[0]
     want_norm = want_norm[0]
+    squared_as_they_are = clip_value == 0 and c_like.itemsize >= g_like.itemsize
     bad = np.zeros(n_blocks, np.bool_)
     itemsize = g_like.itemsize
     for b in numba.prange(n_blocks):
         key = blocks[b, 0]
         n = blocks[b, 2]
         g = array_at(grad_base[key] + blocks[b, 1] * itemsize, n, g_like)
-        bits, mask = exponent_bits(g)
-        top = mask & 0
-        for i in range(n):
-            exponent = bits[i] & mask
-            if exponent > top:
-                top = exponent
-        bad[b] = top == mask
-        if want_norm:
-            lanes = np.zeros(LANES)
-            full = n - n % LANES
-            # Rows of LANES elements: a constant-length inner loop that LLVM
-            # unrolls and vectorises across the lanes (lane order unchanged).
-            for row in range(0, full, LANES):
-                for lane in range(LANES):
-                    y = np.float64(_clamped(as_compute(g[row + lane], c_like), clip_value))
-                    lanes[lane] += y * y
-            for i in range(full, n):
+        if not want_norm:
+            bad[b] = _has_nonfinite(g, n)
+        elif squared_as_they_are:
+            block_sums[b] = lane_sum_of_squares(g, n)
+            bad[b] = not np.isfinite(block_sums[b]) and _has_nonfinite(g, n)
+        else:
+            bad[b] = _has_nonfinite(g, n)
+            squares = np.empty(n)
+            for i in range(n):
                 y = np.float64(_clamped(as_compute(g[i], c_like), clip_value))
-                lanes[i - full] += y * y
-            block_sums[b] = _pairwise_in_place(lanes, LANES)
+                squares[i] = y * y
+            block_sums[b] = lane_sum(squares, n)
     first_bad = -1
     for b in range(n_blocks):
         if bad[b]:
@@ -266,7 +350,9 @@ def reference_runs_sum_of_squares(rows) -> np.ndarray:
         lanes += squares[:, :, r, :]
     while lanes.shape[2] > 1:
         lanes = lanes[:, :, 0::2] + lanes[:, :, 1::2]
-    return reference_pairwise_axis(lanes[:, :, 0], axis=1)
+    block_sums = lanes[:, :, 0]
+    block_sums[np.isnan(block_sums)] = np.nan  # step 2's canonical nan
+    return reference_pairwise_axis(block_sums, axis=1)
 
 
 def reference_key_sum_of_squares(g, clip_value=0.0) -> float:

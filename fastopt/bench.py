@@ -26,7 +26,8 @@ update.  Ratios compare medians from the same run.
 The *roof* has the same memory traffic as the rule and trivial arithmetic:
 one roof kernel per pass the rule makes over memory (``RuleMath.passes``:
 params and state read and written and grads read; a trust-ratio rule's norm
-pass and Adafactor's sums as read-only passes), compiled with the same flags
+pass and Adafactor's sums as read-only passes, each taking a max, which runs
+at the bandwidth where a sum would not), compiled with the same flags
 and timed in the same rounds; the faster of its serial and parallel variants
 is what this machine gives that traffic.  "% of roof" is roof time / fastopt
 time.
@@ -119,36 +120,42 @@ def roof_two_states(p, g, a, b):
 ROOFS = (roof_no_state, roof_one_state, roof_two_states)
 
 
+# A read-only roof takes the max, not the sum: without fastmath a float sum
+# is one chain of dependent adds that LLVM may not reorder, which ran at
+# 40% of the bandwidth (a max vectorises), and would have flattered the
+# rules' norm passes.
+
+
 @roof_kernel
 def roof_read_one(a):
-    total = 0.0
+    top = a.dtype.type(0)
     for i in prange(a.size):
-        total += a[i]
-    return total
+        top = max(top, a[i])
+    return top
 
 
 @roof_kernel
 def roof_read_two(a, b):
-    total = 0.0
+    top = a.dtype.type(0)
     for i in prange(a.size):
-        total += a[i] + b[i]
-    return total
+        top = max(top, a[i] + b[i])
+    return top
 
 
 @roof_kernel
 def roof_read_three(a, b, c):
-    total = 0.0
+    top = a.dtype.type(0)
     for i in prange(a.size):
-        total += a[i] + b[i] + c[i]
-    return total
+        top = max(top, a[i] + b[i] + c[i])
+    return top
 
 
 @roof_kernel
 def roof_read_four(a, b, c, d):
-    total = 0.0
+    top = a.dtype.type(0)
     for i in prange(a.size):
-        total += a[i] + b[i] + c[i] + d[i]
-    return total
+        top = max(top, a[i] + b[i] + c[i] + d[i])
+    return top
 
 
 #: Read-only passes (a trust ratio's norms, Adafactor's sums), by arrays read.
@@ -774,8 +781,45 @@ def nonfinite_check_cost(rule: Rule, n: int, rounds: int = 9) -> float:
     return statistics.median(samples["skip"]) / statistics.median(samples["propagate"])
 
 
+def clip_norm_cost(n: int, rounds: int = 9) -> dict:
+    """AdamW with ``clip_norm`` (two passes: the norm reads the grads, then
+    the update) against a roof of the same two passes, and against torch's
+    ``clip_grad_norm_`` + fused AdamW when torch is installed (same run)."""
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal(n).astype(np.float32)}
+    grads = {"w": (rng.standard_normal(n) * 1e-3).astype(np.float32)}
+    opt = fastopt.AdamW(clip_norm=1.0)
+    arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
+    steps = {"fastopt": lambda: opt.update(params, grads)}
+    for variant in ("serial", "parallel"):
+        update, read = getattr(roof_two_states, variant), getattr(roof_read_one, variant)
+        steps["roof-" + variant] = (lambda u, r: lambda: (r(arrays[1]), u(*arrays)))(update, read)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        weight = torch.nn.Parameter(torch.from_numpy(params["w"].copy()))
+        weight.grad = torch.from_numpy(grads["w"])
+        fused = torch.optim.AdamW([weight], lr=0.001, fused=True)
+
+        def torch_step():
+            torch.nn.utils.clip_grad_norm_([weight], 1.0)
+            fused.step()
+
+        steps["torch-clip+fused"] = torch_step
+    medians = {k: statistics.median(v) for k, v in time_interleaved(steps, rounds).items()}
+    roof = min(medians.pop("roof-serial"), medians.pop("roof-parallel"))
+    result = {"pct_of_roof": 100.0 * roof / medians["fastopt"]}
+    if "torch-clip+fused" in medians:
+        result["x_torch_clip_fused"] = medians["torch-clip+fused"] / medians["fastopt"]
+    return result
+
+
 def extra_checks(rules) -> dict:
-    checks = {"allocation_bytes_at_1e7": {}, "cold_start": {}, "nonfinite_check_cost": {}}
+    checks = {"allocation_bytes_at_1e7": {}, "cold_start": {}, "nonfinite_check_cost": {}, "clip_norm_cost": {}}
+    if any(rule.name == "AdamW" for rule in rules):
+        checks["clip_norm_cost"] = {f"{n:.0e}": clip_norm_cost(n) for n in (1_000_000, 10_000_000)}
     for rule in rules:
         if rule.name in ("SGD", "Adam"):
             checks["nonfinite_check_cost"][rule.name] = {
@@ -910,6 +954,12 @@ def report(results: list[Result], checks: dict | None, env: dict, book: list[Boo
             lines += ["", "nonfinite='skip' (one pass over the grads first): update time / time without the check"]
             for rule, per in checks["nonfinite_check_cost"].items():
                 lines.append("  " + rule + "  " + "  ".join(f"N = {n}: {r:.2f}x" for n, r in per.items()))
+        if checks.get("clip_norm_cost"):
+            lines += ["", "AdamW with clip_norm=1.0 (the norm pass, then the update):"]
+            for n, per in checks["clip_norm_cost"].items():
+                torch_cell = (f"; x torch clip_grad_norm_ + fused AdamW {per['x_torch_clip_fused']:.2f}"
+                              if "x_torch_clip_fused" in per else "")
+                lines.append(f"  N = {n}: {per['pct_of_roof']:.0f}% of the two-pass roof{torch_cell}")
         cold = checks["cold_start"]
         lines += [
             "",

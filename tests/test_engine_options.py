@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
 import fastopt
 from fastopt import schedules
-from fastopt._reduce import reference_sum_of_squares
+from fastopt._reduce import lane_sum, lane_sum_of_squares, reference_key_sum_of_squares, reference_sum_of_squares
 from fastopt.registry import RULES
 
 from conftest import PARALLEL, SERIAL, assert_same, assert_same_state, copy_params, random_grads, use_kernel
@@ -269,6 +270,26 @@ def test_the_norm_is_the_same_on_any_thread_count_and_kernel():
             seen.add(opt.last_grad_norm)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert seen == {expected} and fastopt.global_norm(grads) == expected
+
+
+@numba.njit
+def _compiled_lane_sums(values, count):
+    squares = np.empty(count)
+    for i in range(count):
+        squares[i] = np.float64(values[i]) * np.float64(values[i])
+    return lane_sum(squares, count), lane_sum_of_squares(values, count)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_vectorised_lane_sums_are_the_grid_sum_at_every_tail_and_alignment(dtype):
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(4200).astype(dtype)
+    for offset in (0, 1, 3):  # the vector loads must not assume more than the element's alignment
+        for count in [*range(0, 49), 1000, 4095, 4096]:
+            run = values[offset : offset + count]
+            expected = reference_key_sum_of_squares(run)
+            assert _compiled_lane_sums(values[offset:], count) == (expected, expected), (offset, count)
+            assert lane_sum_of_squares(values[offset:], count) == expected  # the interpreter's twin
 
 
 def test_maximize_ascends():

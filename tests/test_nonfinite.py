@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,25 @@ def test_raise_names_the_first_offending_key_in_layout_order(rule, variant):
     assert opt.skipped_steps == 0
     with pytest.raises(FloatingPointError, match=r"grads\['b'\]"):
         opt.update(params, poisoned(grads[1], "b", 0, -np.inf))
+
+
+@pytest.mark.parametrize("clip_value", [None, 0.5])
+@variants
+def test_the_norm_pass_finds_the_nonfinite_grads_and_only_those(variant, clip_value):
+    # With clip_norm the check rides on the norm: a block is scanned only when
+    # its sum is not finite (or when a clamp could have hidden an inf).
+    params = {"w": np.zeros(10_000), "v": np.zeros(5)}
+    opt = fastopt.SGD(lr=0.1, clip_norm=1.0, clip_value=clip_value, nonfinite="raise")
+    use_kernel(opt, variant)
+    huge = {"w": np.full(10_000, 1e200), "v": np.ones(5)}  # finite, but the squares overflow
+    opt.update(params, huge)
+    assert opt.last_grad_norm == (np.inf if clip_value is None else math.sqrt(10_000 * 0.25 + 5 * 0.25))
+    for key, index in (("w", 9_999), ("v", 2)):
+        for value in (np.inf, -np.inf, np.nan):
+            kept = copy_params(params)
+            with pytest.raises(fastopt.NonFiniteGradientError, match=rf"grads\['{key}'\]"):
+                opt.update(params, poisoned(huge, key, index, value))
+            assert_same(params, kept)
 
 
 def test_python_float_grads_are_checked_too():

@@ -71,7 +71,7 @@ from ..optimizer import Optimizer
 # variant (compiled or interpreted); here they serve readers and linters.
 from numba import prange  # noqa: E402, F401
 from .._plan import check_and_bind  # noqa: E402, F401
-from .._reduce import lane_sum, _pairwise_in_place as pairwise  # noqa: E402, F401
+from .._reduce import lane_sum, lane_sum_of_squares, _pairwise_in_place as pairwise  # noqa: E402, F401
 
 GRID = """The fixed grid.  Every sum is float64 of values in the arithmetic dtype:
 
@@ -194,19 +194,42 @@ def clip_of(sc):
 
 def squares_of_run(g, start, count, col, sc, clip, grad_scale, block_sums, scratch):
     """Adds each squared grad of the run into ``col`` (by column); returns the run's sum."""
+    as_they_are = clip == as_compute(np.inf, sc) and grad_scale == 1 and sc.itemsize >= g.itemsize
     n_blocks = 0
     for first in range(0, count, BLOCK):
         size = min(count - first, BLOCK)
         # Slices, not offsets into the run: with offsets LLVM kept such loops scalar.
         gs = g[start + first : start + first + size]
         cs = col[first : first + size]
-        for j in range(size):
-            y = np.float64(clamp_and_scale(gs[j], sc, clip, grad_scale))
-            scratch[j] = y * y
-            cs[j] += y * y
-        block_sums[n_blocks] = lane_sum(scratch, size)
+        if as_they_are:  # grads squared as they are: no scratch to write and read back
+            for j in range(size):
+                y = np.float64(gs[j])
+                cs[j] += y * y
+            block_sums[n_blocks] = lane_sum_of_squares(gs, size)
+        else:
+            for j in range(size):
+                y = np.float64(clamp_and_scale(gs[j], sc, clip, grad_scale))
+                scratch[j] = y * y
+                cs[j] += y * y
+            block_sums[n_blocks] = lane_sum(scratch, size)
         n_blocks += 1
     return pairwise(block_sums, n_blocks)
+
+
+def pairwise_rows(x, n):
+    """:func:`fastopt._reduce._pairwise_in_place` of every column of ``x[:n]``
+    at once (the same adds, done a row at a time, which vectorises; a
+    column at a time walked memory with a stride of a row)."""
+    while n > 1:
+        half = n // 2
+        for j in range(half):
+            x[j] = x[2 * j] + x[2 * j + 1]
+        if n % 2:
+            x[half] = x[n - 1]
+            n = half + 1
+        else:
+            n = half
+    return x[0]
 
 
 def factored_direction(g, row_root, row_inverse, col_root, col_inverse, eps1, inverse_eps1):
@@ -301,12 +324,11 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
         eps1 = eps1_floors(sc, p_like)[0]
         n, m = keys[key, K_N], keys[key, K_M]
         n_chunks = matrices[x, M_N_UNITS]
-        chunk_sums = np.empty(n_chunks)
+        first_part = units[matrices[x, M_FIRST_UNIT], U_COLPART]  # a matrix's chunks: consecutive rows
+        column_sums = pairwise_rows(colpart[first_part : first_part + n_chunks * m].reshape((n_chunks, m)), n_chunks)
         col_state = keys[key, K_COL_OFF] + b * m
         for j in range(m):
-            for c in range(n_chunks):
-                chunk_sums[c] = colpart[units[matrices[x, M_FIRST_UNIT] + c, U_COLPART] + j]
-            mean = as_compute(pairwise(chunk_sums, n_chunks) / n, sc)
+            mean = as_compute(column_sums[j] / n, sc)
             value = lerp(as_compute(col_var[col_state + j], sc), mean, w, one_minus_w)
             col_var[col_state + j] = value
             root = np.sqrt(value)
@@ -480,8 +502,8 @@ def _with_globals(function, namespace: dict, name: str):
     return clone
 
 
-_HELPERS = (lerp, clamp_and_scale, clip_of, eps1_floors, squares_of_run, factored_direction, vector_direction,
-            norms_of_row, norms_of_vector)
+_HELPERS = (lerp, clamp_and_scale, clip_of, eps1_floors, squares_of_run, pairwise_rows, factored_direction,
+            vector_direction, norms_of_row, norms_of_vector)
 
 
 def _build_kernel() -> Kernel:
@@ -495,10 +517,11 @@ def _build_kernel() -> Kernel:
                   machine_eps=machine_eps)
         if compiled:
             ns.update(prange=numba.prange, check_and_bind=_plan.check_and_bind_compiled,
-                      pairwise=_reduce._pairwise_in_place, lane_sum=_reduce.lane_sum)
+                      pairwise=_reduce._pairwise_in_place, lane_sum=_reduce.lane_sum,
+                      lane_sum_of_squares=_reduce.lane_sum_of_squares)
         else:
             ns.update(prange=range, check_and_bind=_plan.check_and_bind, pairwise=_reduce._pairwise_in_place.py_func,
-                      lane_sum=_reduce.lane_sum.py_func)
+                      lane_sum=_reduce.lane_sum, lane_sum_of_squares=_reduce.lane_sum_of_squares)
         # Plain functions that LLVM inlines: Numba's IR inlining (inline="always")
         # of a helper that calls as_compute kept the loops scalar (3x slower).
         inline = numba.njit(**NUMBA_FLAGS) if compiled else (lambda f: f)
