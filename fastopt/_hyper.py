@@ -207,12 +207,13 @@ class Hyperparameters:
 
     def resolved(self, count: int, values: dict | None = None) -> SimpleNamespace:
         """Every hyperparameter as a float at update ``count`` (schedules evaluated)."""
-        cls = type(self)
         values = self._hyper if values is None else values
-        owner = self._owner_name()
-        return SimpleNamespace(
-            **{n: getattr(cls, n).evaluate(v, count, owner) for n, v in values.items()}
-        )
+        floats = {}
+        for name, value in values.items():
+            # Constants as they are: with a schedule this runs on every update.
+            floats[name] = value if type(value) is float or value is None else \
+                getattr(type(self), name).evaluate(value, count, self._owner_name())
+        return SimpleNamespace(**floats)
 
     def has_schedule(self) -> bool:
         return any(is_schedule(v) for v in self._hyper.values())
