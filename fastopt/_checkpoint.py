@@ -326,7 +326,7 @@ class StateIO:
         self._hyper.update(hyperparameters)
         self._groups = Groups(self, groups)
         self._state.restore(snapshot)
-        self._plans.clear()
+        self._clear_plans()
         self._hyperparameters_changed()
 
     # -- pickling -------------------------------------------------------------------

@@ -141,7 +141,7 @@ class EngineOptions:
     @kernel.setter
     def kernel(self, value) -> None:
         self._kernel_override = value
-        self._plans.clear()
+        self._clear_plans()
 
     @property
     def state_names(self) -> tuple[str, ...]:

@@ -297,6 +297,25 @@ class Plan:
         self.flag[0] = 0
         return bad
 
+    def run_and_write_back(self, params) -> None:
+        """Run, then give Python-float and NumPy-scalar params their new values."""
+        try:
+            self.run()
+        finally:
+            # Also on an interrupt: the copies hold the new values if the
+            # kernel ran and the old ones if it did not.  Writing back is
+            # idempotent, so an interrupt in the middle of it (which would
+            # leave some keys old) is held until every key is written.
+            interrupted = None
+            while True:
+                try:
+                    self.write_back(params)
+                    break
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+            if interrupted is not None:
+                raise interrupted
+
     def write_back(self, params) -> None:
         """Python-float and NumPy-scalar params get their new values."""
         if self.scalar_types is not None:

@@ -13,6 +13,8 @@ choosing between them by measurement shared across the process.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, flushes_denormals, serialized
@@ -51,6 +53,12 @@ class Scalars:
                 flat[j] = value
                 j += 1
         self.version, self.count = version, count
+
+    def scale_for_norm(self, norm: float, clip_norm: float, maximize: bool) -> None:
+        """torch's clip coefficient ``min(1, clip_norm / (norm + 1e-6))`` as the grad scale."""
+        coef = clip_norm / (norm + 1e-6)
+        coef = 1.0 if coef >= 1.0 else coef  # torch.clamp(max=1.0): nan stays nan
+        self.set_grad_scale(-coef if maximize else coef)
 
     def set_grad_scale(self, value: float) -> None:
         if value != self.grad_scale:
@@ -136,3 +144,9 @@ class NormPrepass:
         """Per key: (sums of p*p, sums of u*u), float64."""
         self._run()
         return self.p_key_sums, self.u_key_sums
+
+    def write_trust_ratios(self, rows, trust_ratio, column) -> None:
+        """Each key's ``trust_ratio(hp, norm of p, norm of u)`` into ``column[key]``."""
+        p_sums, u_sums = self.run()
+        for k, hp in enumerate(rows):
+            column[k] = trust_ratio(hp, math.sqrt(p_sums[k]), math.sqrt(u_sums[k]))

@@ -5,6 +5,7 @@ the same things in one compiled call) -> plan -> scalars -> run -> write
 back.  The concerns live elsewhere, each with one way to invalidate it:
 
 * :mod:`fastopt._validate` - full validation, returns a validated call;
+* :mod:`fastopt._planner` - plans a validated call, keeps the plans;
 * :mod:`fastopt._plan` - the segment table, re-bound cheaply to new grads;
 * :mod:`fastopt._run` - the per-step scalars and the serial/parallel runner;
 * :mod:`fastopt._state` - layout, state buffers, step counter (what a
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections import OrderedDict
 
 import numpy as np
 
@@ -24,21 +24,18 @@ from ._groups import Groups
 from ._options import EngineOptions, checked_state_dtype
 from ._checkpoint import StateIO
 from ._hyper import Hyperparameters, is_schedule
-from ._jit import PROLOGUE, RuleMath
+from ._jit import RuleMath
 from ._plan import Plan
-from ._run import KernelRunner, NormPrepass, Scalars
+from ._planner import Planner
+from ._run import KernelRunner
 from ._state import OptimizerState
-from ._validate import validate
-from .errors import HyperparameterError, LayoutError, NonFiniteGradientError
+from .errors import HyperparameterError, NonFiniteGradientError
 
 #: Default size (elements in one update) from which the parallel kernel may
 #: run.  Measured on a 2-core machine: below ~3e4 elements an Adam-class step
 #: is faster serial (a parallel launch costs a few microseconds); SGD, with
 #: less work per element, breaks even later.
 PARALLEL_MIN_SIZE = 30_000
-#: Param dicts whose plans an optimizer keeps (a stateless rule shared by
-#: several networks re-binds each network's plan instead of re-validating).
-PLANS_KEPT = 8
 _OWN_ATTRIBUTES = ("skipped_steps", "last_grad_norm")
 _ENGINE_OPTIONS = ("nonfinite", "clip_norm", "clip_value", "maximize", "state_dtype", "groups")
 
@@ -93,8 +90,8 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         self._groups = Groups(self, groups)
         object.__setattr__(self, "_math", self.choose_math())
         self._state = OptimizerState(self._math.state_names, self._math.carry, self._math.state_shape)
-        self._plans = OrderedDict()
-        self._runner = KernelRunner(None, self.default_parallel_min_size, self._plans.clear)
+        self._runner = KernelRunner(None, self.default_parallel_min_size, self._clear_plans)
+        self._planner = Planner(self._math, self._state, self._runner)
         #: Updates skipped because of a non-finite gradient (nonfinite="skip").
         self.skipped_steps = 0
         #: The global L2 norm (float64) of the last update's grads (with clip_norm).
@@ -149,7 +146,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         return self._update(params, grads)
 
     def _update(self, params, grads) -> None:
-        plan = self._plans.get(id(params))
+        plan = self._planner.plan_for(params)
         if plan is None or not plan.collect(params, grads):
             plan = self._prepare(params, grads)  # validate, plan
         state = self._state
@@ -169,7 +166,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         try:
             state.sequence += 1  # odd: a snapshot taken meanwhile is retried
             if plan.writeback:
-                self._run_and_write_back(plan, params)
+                plan.run_and_write_back(params)
             elif plan.run() >= 0:
                 # The kernel's own check of this call's arrays found a change
                 # and ran nothing: validate fully (raises, or plans anew).
@@ -182,13 +179,8 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             state.sequence = (state.sequence | 1) + 1  # even again, whatever interrupted
 
     def _trust_ratios(self, plan, count: int) -> None:
-        """Each key's trust ratio, from its norms, into its scalars row."""
-        p_sums, u_sums = plan.norms.run()
-        rows = plan.scalars_rows(self._resolved_rows(count))
-        ratio = self._math.trust_ratio
-        column = plan.trust_ratio_column
-        for k, hp in enumerate(rows):
-            column[k] = ratio(hp, math.sqrt(p_sums[k]), math.sqrt(u_sums[k]))
+        plan.norms.write_trust_ratios(plan.scalars_rows(self._resolved_rows(count)), self._math.trust_ratio,
+                                      plan.trust_ratio_column)
 
     def _fill_scalars(self, plan, count: int) -> None:
         scalars = plan.scalars
@@ -200,25 +192,6 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             rows = plan.scalars_rows(rows)
             scalars.fill(self.hyperparameter_version, rows, self._math, self._clip_value, self._maximize, count,
                          carried)
-
-    @staticmethod
-    def _run_and_write_back(plan, params) -> None:
-        try:
-            plan.run()
-        finally:
-            # Also on an interrupt: the copies hold the new values if the
-            # kernel ran and the old ones if it did not.  Writing back is
-            # idempotent, so an interrupt in the middle of it (which would
-            # leave some keys old) is held until every key is written.
-            interrupted = None
-            while True:
-                try:
-                    plan.write_back(params)
-                    break
-                except KeyboardInterrupt as exc:
-                    interrupted = exc
-            if interrupted is not None:
-                raise interrupted
 
     def _prepass(self, plan) -> bool:
         """The non-finite check and the clip norm, in one read of the grads.
@@ -233,46 +206,16 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
                 "nothing was updated (nonfinite='raise')"
             )
         if self._clip_norm is not None:
-            norm = math.sqrt(total)
-            coef = self._clip_norm / (norm + 1e-6)
-            coef = 1.0 if coef >= 1.0 else coef  # torch.clamp(max=1.0): nan stays nan
-            plan.scalars.set_grad_scale(-coef if self._maximize else coef)
-            self.last_grad_norm = norm
+            self.last_grad_norm = math.sqrt(total)
+            plan.scalars.scale_for_norm(self.last_grad_norm, self._clip_norm, self._maximize)
         return True
 
+    def _clear_plans(self) -> None:
+        self._planner.clear()
+
     def _prepare(self, params, grads) -> Plan:
-        """Validate a call that no plan matches; plan its kernel call."""
-        state = self._state
-        stateful = bool(self._math.state_names)
-        call = validate(params, grads, state.layout if stateful else None, state.buffers)
-        key_group = self._groups.assign(call.layout.keys, type(self).__name__)
-        if state.layout is None and stateful:
-            state.allocate(call.layout, self.state_dtype_for(call.layout.dtype))
-        state_dtype = state.state_dtype if stateful else self.state_dtype_for(call.layout.dtype)
-        parts = _thread_count() if self._runner.may_run_parallel(call.layout.total) else 1
-        per_key = self._math.direction is not None
-        n_keys = len(call.layout.keys)
-        # A rule with a trust ratio gives every key a scalars row of its own.
-        plan = Plan(call, state, np.arange(n_keys) if per_key else key_group, parts)
-        plan.scalars_rows = (lambda rows: [rows[g] for g in key_group]) if per_key else (lambda rows: rows)
-        compute = np.result_type(call.layout.dtype, state_dtype)
-        plan.scalars = Scalars(n_keys if per_key else 1 + len(self._groups), self._math.width, compute)
-        plan.prepass = None
-        plan.norms = None
-        if per_key:
-            column = len(PROLOGUE) + self._math.scalar_names.index("trust_ratio")
-            plan.trust_ratio_column = _ColumnWriter(plan.scalars.table, column)
-            plan.norms = NormPrepass(plan, self.kernel, plan.scalars, state, state_dtype, self._runner)
-        self._math.bind(self._runner, plan, self.kernel, plan.scalars, state, state_dtype)
-        # Copies made for this call only (scalar params mixed with arrays)
-        # cannot be re-bound; a dict of scalars keeps its own buffers.
-        self._plans.pop(id(params), None)
-        if plan.writeback and plan.scalar_types is None:
-            return plan
-        self._plans[id(params)] = plan
-        while len(self._plans) > PLANS_KEPT:
-            self._plans.popitem(last=False)
-        return plan
+        return self._planner.plan(params, grads, self.kernel, self._groups, type(self).__name__,
+                                  self.state_dtype_for)
 
     def structure_options(self) -> dict:
         """The structural options fixed at construction (``amsgrad``, ...)."""
@@ -311,28 +254,4 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         ``params`` is a dict like the one ``update`` will get; its arrays are
         only read.  A later update with another layout raises.
         """
-        if self._state.layout is not None:
-            raise LayoutError(f"{type(self).__name__}.init: the layout is already fixed")
-        grads = {k: (np.zeros_like(v) if isinstance(v, np.ndarray) else v) for k, v in params.items()} \
-            if isinstance(params, dict) else params
-        call = validate(params, grads, None, {})
-        self._groups.assign(call.layout.keys, type(self).__name__)
-        if self._math.state_names:
-            self._state.allocate(call.layout, self.state_dtype_for(call.layout.dtype))
-
-class _ColumnWriter:
-    """Writes one column of a scalars table, rounding as the table's dtype does."""
-
-    def __init__(self, table, column: int):
-        self.flat = memoryview(table.reshape(-1))
-        self.width = table.shape[1]
-        self.column = column
-
-    def __setitem__(self, row: int, value: float) -> None:
-        self.flat[row * self.width + self.column] = value
-
-
-def _thread_count() -> int:
-    import numba
-
-    return numba.get_num_threads()
+        self._planner.init(params, self._groups, type(self).__name__, self.state_dtype_for)
