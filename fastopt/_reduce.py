@@ -10,10 +10,7 @@ grid that depends only on the layout:
    added to it in order: ``lane += float64(x) * float64(x)``, each lane
    starting at +0.0;
 3. the lanes are combined pairwise (:func:`pairwise`): adjacent pairs, the
-   odd one out carried to the next round, until one value is left; a block
-   sum that is nan is the positive quiet nan (which of two nans an add
-   returns depends on its operand order, which vector code may swap; the
-   squares are never negative, so no later add makes a nan of its own);
+   odd one out carried to the next round, until one value is left;
 4. a key's block sums are combined pairwise in block order, and the key sums
    pairwise in layout order (a key with no elements sums to 0.0).
 
@@ -38,7 +35,8 @@ from numba import types as nbtypes
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import ENGINE_DIGEST, NUMBA_FLAGS, PARALLEL, FasterOf, _jit, _renamed_copy, array_at, as_compute, bound_call, helper, serialized
+from ._jit import (ENGINE_DIGEST, NUMBA_FLAGS, PARALLEL, FasterOf, _file_digest, _jit, _renamed_copy, array_at,
+                   as_compute, bound_call, helper, serialized)
 
 BLOCK = 4096
 LANES = 16
@@ -109,7 +107,9 @@ def _lane_total_intrinsic(square: bool):
     array of lanes per call cost more than the sum of a 1000-element row).
     The adds are the same IEEE adds in the same order as the scalar loop
     (row by row, then the tail into the first lanes, then the pairwise
-    tree), so the bits are too."""
+    tree), so the bits are too (but for which of two different nans comes
+    out: see "Guarantees" in the README).  ``values`` must be C-contiguous
+    and hold at least ``count`` elements; nothing checks it here."""
 
     @intrinsic
     def lane_total(typingctx, values, count):
@@ -153,8 +153,7 @@ def _lane_total_intrinsic(square: bool):
             level = [builder.load(builder.gep(lanes, [llvm_ir.Constant(intp, j)])) for j in range(LANES)]
             while len(level) > 1:  # _pairwise_in_place's tree for 16 values
                 level = [builder.fadd(level[2 * j], level[2 * j + 1]) for j in range(len(level) // 2)]
-            total = level[0]
-            return builder.select(builder.fcmp_unordered("uno", total, total), llvm_ir.Constant(double, math.nan), total)
+            return level[0]
 
         return nbtypes.float64(values, count), codegen
 
@@ -172,13 +171,13 @@ def lane_sum(squares, count):
     and call this: adding to the lanes in the loop that computes them kept
     that loop scalar (2.5-3x slower).  Compiled code gets the vectorised
     overload below; this Python version serves the interpreter."""
+    assert 0 <= count <= len(squares), (count, len(squares))
     lanes = np.zeros(LANES)
     full = count - count % LANES
     for row in range(0, full, LANES):
         lanes += squares[row : row + LANES]
     lanes[: count - full] += squares[full:count]
-    total = _pairwise_in_place.py_func(lanes, LANES)
-    return math.nan if total != total else total
+    return _pairwise_in_place.py_func(lanes, LANES)
 
 
 def lane_sum_of_squares(values, count):
@@ -274,7 +273,9 @@ def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_
 
 
 def _variant(parallel: bool):
-    clone = _renamed_copy(_grad_prepass, ("_parallel_" if parallel else "_serial_") + ENGINE_DIGEST)
+    # Named by both files' digests: the clone inlines helpers from each.
+    digest = ENGINE_DIGEST + _file_digest(__file__)
+    clone = _renamed_copy(_grad_prepass, ("_parallel_" if parallel else "_serial_") + digest)
     return _jit(clone, parallel=parallel)
 
 
@@ -350,9 +351,7 @@ def reference_runs_sum_of_squares(rows) -> np.ndarray:
         lanes += squares[:, :, r, :]
     while lanes.shape[2] > 1:
         lanes = lanes[:, :, 0::2] + lanes[:, :, 1::2]
-    block_sums = lanes[:, :, 0]
-    block_sums[np.isnan(block_sums)] = np.nan  # step 2's canonical nan
-    return reference_pairwise_axis(block_sums, axis=1)
+    return reference_pairwise_axis(lanes[:, :, 0], axis=1)
 
 
 def reference_key_sum_of_squares(g, clip_value=0.0) -> float:

@@ -79,6 +79,12 @@ def copy_params(params: dict) -> dict:
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
 
 
+def _nans_alike(x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind != "f" or not np.isnan(x).any():
+        return x
+    return np.where(np.isnan(x), x.dtype.type(np.nan), x)
+
+
 def assert_same(a: dict, b: dict, what: str = "params") -> None:
     """Bitwise equality of two dicts of arrays/scalars (NaNs compare equal)."""
     assert a.keys() == b.keys(), what
@@ -86,8 +92,11 @@ def assert_same(a: dict, b: dict, what: str = "params") -> None:
         x, y = np.asarray(a[key]), np.asarray(b[key])
         assert x.dtype == y.dtype, f"{what}[{key!r}]: dtype {x.dtype} != {y.dtype}"
         assert x.shape == y.shape, f"{what}[{key!r}]: shape {x.shape} != {y.shape}"
-        # Bytes, not just values: the sign of a zero must agree too.
-        assert np.array_equal(x, y, equal_nan=True) and x.tobytes() == y.tobytes(), (
+        # Bytes, not just values: the sign of a zero must agree too.  Not a
+        # nan's sign or payload: IEEE 754 leaves to the implementation which
+        # of two nans an operation returns, and LLVM may swap the operands of
+        # a commutative operation where NumPy does not (README, "Guarantees").
+        assert np.array_equal(x, y, equal_nan=True) and _nans_alike(x).tobytes() == _nans_alike(y).tobytes(), (
             f"{what}[{key!r}] differs; max abs diff "
             f"{np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)), initial=0.0)}"
         )

@@ -112,18 +112,22 @@ def test_parallel_kernel_splits_large_buffers_identically(rule):
     assert results[0].tobytes() == results[1].tobytes()
 
 
+@pytest.mark.parametrize("options", [{}, {"clip_norm": 1.0}], ids=["plain", "clip_norm"])
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
-def test_matches_reference_with_extreme_gradients(rule):
-    # Tiny, huge, zero, signed-zero, inf and nan gradients go through the same
-    # operations in both implementations.
-    g_values = np.array([0.0, -0.0, 1e-30, -1e30, np.inf, -np.inf, np.nan, 3.0], np.float32)
-    params = {"w": np.linspace(-1, 1, g_values.size).astype(np.float32)}
-    fast, ref = rule.fast(), rule.reference()
+def test_matches_reference_with_extreme_gradients(rule, options):
+    # Tiny, huge, zero, signed-zero, inf and nan (of both signs: 0/0 makes a
+    # negative one on x86) gradients go through the same operations in both
+    # implementations, in a vector and in a matrix (Adafactor's factors).
+    g_values = np.array([0.0, -0.0, 1e-30, -1e30, np.inf, -np.inf, np.nan, -np.nan, 3.0], np.float32)
+    params = {"w": np.linspace(-1, 1, g_values.size).astype(np.float32),
+              "W": np.linspace(-2, 2, 3 * g_values.size).astype(np.float32).reshape(3, g_values.size)}
+    grads = {"w": g_values, "W": np.stack([g_values, g_values[::-1], np.ones_like(g_values)])}
+    fast, ref = rule.fast(**options), rule.reference(**options)
     fp, rp = copy_params(params), copy_params(params)
     for _ in range(3):
         with np.errstate(all="ignore"):
-            fast.update(fp, {"w": g_values.copy()})
-            ref.update(rp, {"w": g_values.copy()})
+            fast.update(fp, {k: g.copy() for k, g in grads.items()})
+            ref.update(rp, {k: g.copy() for k, g in grads.items()})
     assert_same(fp, rp)
     assert_same_state(fast, ref)
 

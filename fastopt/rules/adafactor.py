@@ -218,8 +218,9 @@ def squares_of_run(g, start, count, col, sc, clip, grad_scale, block_sums, scrat
 
 def pairwise_rows(x, n):
     """:func:`fastopt._reduce._pairwise_in_place` of every column of ``x[:n]``
-    at once (the same adds, done a row at a time, which vectorises; a
-    column at a time walked memory with a stride of a row)."""
+    (``n >= 1``) at once, in place: the same adds, done a row at a time,
+    which vectorises (a column at a time walked memory with a stride of a
+    row).  ``x`` is the column scratch, zeroed again in pass 1 of each update."""
     while n > 1:
         half = n // 2
         for j in range(half):
