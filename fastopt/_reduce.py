@@ -81,9 +81,10 @@ def _clamped(x, clip_value):
 
 
 @helper
-def _pairwise_in_place(x, n):
-    """Combine ``x[:n]`` pairwise in place: adjacent pairs, the odd one out
-    carried to the next round; 0.0 for n == 0."""
+def pair_rounds(x, n):
+    """The rounds of :func:`_pairwise_in_place` on ``x[:n]``, in place, until
+    ``x[0]`` holds the result (the ``n`` left: 1, or 0 for none).  The items
+    may be rows of a 2-D ``x``: each column is then combined alike."""
     while n > 1:
         half = n // 2
         for j in range(half):
@@ -93,7 +94,14 @@ def _pairwise_in_place(x, n):
             n = half + 1
         else:
             n = half
-    return x[0] if n == 1 else 0.0
+    return n
+
+
+@helper
+def _pairwise_in_place(x, n):
+    """Combine ``x[:n]`` pairwise in place: adjacent pairs, the odd one out
+    carried to the next round; 0.0 for n == 0."""
+    return x[0] if pair_rounds(x, n) == 1 else 0.0
 
 
 def _lane_total_intrinsic(square: bool):

@@ -71,7 +71,7 @@ from ..optimizer import Optimizer
 # variant (compiled or interpreted); here they serve readers and linters.
 from numba import prange  # noqa: E402, F401
 from .._plan import check_and_bind  # noqa: E402, F401
-from .._reduce import lane_sum, lane_sum_of_squares, _pairwise_in_place as pairwise  # noqa: E402, F401
+from .._reduce import lane_sum, lane_sum_of_squares, pair_rounds, _pairwise_in_place as pairwise  # noqa: E402, F401
 
 GRID = """The fixed grid.  Every sum is float64 of values in the arithmetic dtype:
 
@@ -216,23 +216,6 @@ def squares_of_run(g, start, count, col, sc, clip, grad_scale, block_sums, scrat
     return pairwise(block_sums, n_blocks)
 
 
-def pairwise_rows(x, n):
-    """:func:`fastopt._reduce._pairwise_in_place` of every column of ``x[:n]``
-    (``n >= 1``) at once, in place: the same adds, done a row at a time,
-    which vectorises (a column at a time walked memory with a stride of a
-    row).  ``x`` is the column scratch, zeroed again in pass 1 of each update."""
-    while n > 1:
-        half = n // 2
-        for j in range(half):
-            x[j] = x[2 * j] + x[2 * j + 1]
-        if n % 2:
-            x[half] = x[n - 1]
-            n = half + 1
-        else:
-            n = half
-    return x[0]
-
-
 def factored_direction(g, row_root, row_inverse, col_root, col_inverse, eps1, inverse_eps1):
     """``g / sqrt(max(V, eps1**2))`` with ``sqrt(V)`` as the product of the
     row's and the column's roots, and no division: a nan root is not below
@@ -325,8 +308,13 @@ def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices,
         eps1 = eps1_floors(sc, p_like)[0]
         n, m = keys[key, K_N], keys[key, K_M]
         n_chunks = matrices[x, M_N_UNITS]
-        first_part = units[matrices[x, M_FIRST_UNIT], U_COLPART]  # a matrix's chunks: consecutive rows
-        column_sums = pairwise_rows(colpart[first_part : first_part + n_chunks * m].reshape((n_chunks, m)), n_chunks)
+        # A matrix's chunks are consecutive rows of the column scratch (zeroed
+        # again in pass 1), combined a row at a time: the same adds as column
+        # by column, but vectorised and without a stride of a row.
+        first_part = units[matrices[x, M_FIRST_UNIT], U_COLPART]
+        chunks = colpart[first_part : first_part + n_chunks * m].reshape((n_chunks, m))
+        pair_rounds(chunks, n_chunks)
+        column_sums = chunks[0]
         col_state = keys[key, K_COL_OFF] + b * m
         for j in range(m):
             mean = as_compute(column_sums[j] / n, sc)
@@ -503,8 +491,8 @@ def _with_globals(function, namespace: dict, name: str):
     return clone
 
 
-_HELPERS = (lerp, clamp_and_scale, clip_of, eps1_floors, squares_of_run, pairwise_rows, factored_direction,
-            vector_direction, norms_of_row, norms_of_vector)
+_HELPERS = (lerp, clamp_and_scale, clip_of, eps1_floors, squares_of_run, factored_direction, vector_direction,
+            norms_of_row, norms_of_vector)
 
 
 def _build_kernel() -> Kernel:
@@ -518,10 +506,11 @@ def _build_kernel() -> Kernel:
                   machine_eps=machine_eps)
         if compiled:
             ns.update(prange=numba.prange, check_and_bind=_plan.check_and_bind_compiled,
-                      pairwise=_reduce._pairwise_in_place, lane_sum=_reduce.lane_sum,
+                      pairwise=_reduce._pairwise_in_place, pair_rounds=_reduce.pair_rounds, lane_sum=_reduce.lane_sum,
                       lane_sum_of_squares=_reduce.lane_sum_of_squares)
         else:
             ns.update(prange=range, check_and_bind=_plan.check_and_bind, pairwise=_reduce._pairwise_in_place.py_func,
+                      pair_rounds=_reduce.pair_rounds.py_func,
                       lane_sum=_reduce.lane_sum, lane_sum_of_squares=_reduce.lane_sum_of_squares)
         # Plain functions that LLVM inlines: Numba's IR inlining (inline="always")
         # of a helper that calls as_compute kept the loops scalar (3x slower).
