@@ -50,9 +50,13 @@ from .rules.radam import RAdamHyperparameters
 from .rules.rmsprop import RMSpropHyperparameters
 from .rules.rprop import RpropHyperparameters
 from .rules.sgd import SGDHyperparameters
+from .rules.torch_adagrad import TorchAdagradHyperparameters
+from .rules.torch_adam import TorchAdamHyperparameters
+from .rules.torch_rmsprop import TorchRMSpropHyperparameters
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
-           "NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS", "Adafactor"]
+           "NAdam", "RAdam", "Adamax", "Adadelta", "Rprop", "AdaBelief", "Lion", "LAMB", "LARS", "Adafactor",
+           "TorchAdam", "TorchAdagrad", "TorchRMSprop"]
 
 
 class ReferenceOptimizer(Hyperparameters):
@@ -466,3 +470,55 @@ class Adafactor(AdafactorHyperparameters, ReferenceOptimizer):
         ratio = math.sqrt(u_sum) / (root_size * float(dt(hp.d)))
         step = dt(-(alpha / (ratio if ratio > 1.0 else 1.0)))
         return p * dt(1 - hp.lr * hp.weight_decay) + step * u, state
+
+
+# -- PyTorch's forms of the book's rules (the math of fastopt.torch) -------------------
+
+
+class TorchAdam(TorchAdamHyperparameters, ReferenceOptimizer):
+    structure = {"amsgrad": False}
+
+    @property
+    def state_names(self):
+        return ("m", "v", "v_max") if self.amsgrad else ("m", "v")
+
+    def rule(self, p, g, s, hp, t, dt):
+        m = dt(hp.beta1) * s.m + dt(1.0 - hp.beta1) * g
+        v = dt(hp.beta2) * s.v + dt(1.0 - hp.beta2) * g * g
+        new = {"m": m, "v": v}
+        if self.amsgrad:
+            v = new["v_max"] = np.maximum(s.v_max, v)
+        step_size, sqrt_bias2 = hp.lr / (1.0 - hp.beta1**t), math.sqrt(1.0 - hp.beta2**t)
+        return p - dt(step_size) * m / (np.sqrt(v) / dt(sqrt_bias2) + dt(hp.eps)), new
+
+
+class TorchAdagrad(TorchAdagradHyperparameters, ReferenceOptimizer):
+    state_names = ("h",)
+
+    def rule(self, p, g, s, hp, t, dt):
+        h = s.h + g * g
+        clr = hp.lr / (1.0 + (t - 1) * hp.lr_decay)
+        return p - dt(clr) * g / (np.sqrt(h) + dt(hp.eps)), {"h": h}
+
+
+class TorchRMSprop(TorchRMSpropHyperparameters, ReferenceOptimizer):
+    structure = {"centered": False}
+
+    @property
+    def state_names(self):
+        momentum = self._hyper["momentum"]
+        with_buffer = callable(momentum) or momentum != 0
+        return ("h",) + (("a",) if self.centered else ()) + (("b",) if with_buffer else ())
+
+    def rule(self, p, g, s, hp, t, dt):
+        alpha, one_minus_alpha = dt(hp.alpha), dt(1.0 - hp.alpha)
+        new = {"h": alpha * s.h + one_minus_alpha * g * g}
+        if self.centered:
+            new["a"] = alpha * s.a + one_minus_alpha * g
+            avg = np.sqrt(new["h"] - new["a"] * new["a"]) + dt(hp.eps)
+        else:
+            avg = np.sqrt(new["h"]) + dt(hp.eps)
+        if "b" in self.state_names:
+            new["b"] = dt(hp.momentum) * s.b + g / avg
+            return p - dt(hp.lr) * new["b"], new
+        return p - dt(hp.lr) * g / avg, new
