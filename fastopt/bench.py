@@ -816,6 +816,99 @@ def clip_norm_cost(n: int, rounds: int = 9) -> dict:
     return result
 
 
+#: The torch adapter's cases: (name, tensor sizes, param dtype).
+TORCH_ADAPTER_CASES = (
+    ("1 tensor", (100_000,), "float32"),
+    ("1 tensor", (1_000_000,), "float32"),
+    ("1 tensor", (10_000_000,), "float32"),
+    ("48 tensors", (100_000_000 // 48,) * 48, "float32"),
+    ("200 tensors", (1_000,) * 200, "float32"),
+    ("1 tensor bf16", (10_000_000,), "bfloat16"),
+)
+
+
+@dataclass
+class TorchAdapterResult:
+    case: str
+    n: int
+    dtype: str
+    seconds: float  # fastopt.torch.AdamW, median per step
+    x_fused: float  # torch.optim.AdamW(fused=True) time / fastopt's
+    x_default: float  # torch.optim.AdamW() (foreach) time / fastopt's
+
+
+def torch_adapter(rounds: int = 9, cases=TORCH_ADAPTER_CASES, progress: bool = True) -> list[TorchAdapterResult]:
+    """``fastopt.torch.AdamW`` against ``torch.optim.AdamW`` (fused and
+    default), each on its own copy of the params, grads kept between steps,
+    interleaved rounds.  bf16 params: fastopt keeps fp32 master weights and
+    writes the bf16 params from them; torch's AdamW steps an fp32 master
+    copy (its grads widened from the bf16 grads first) and then copies it
+    into the bf16 params, what a user does by hand."""
+    import torch
+
+    import fastopt.torch as fastopt_torch
+
+    results = []
+    for name, sizes, dtype in cases:
+        rng = np.random.default_rng(0)
+        values = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+        grads = [(rng.standard_normal(n) * 1e-3).astype(np.float32) for n in sizes]
+        low = dtype == "bfloat16"
+
+        def tensors():
+            out = []
+            for v, g in zip(values, grads):
+                p = torch.nn.Parameter(torch.from_numpy(v.copy()))
+                if low:
+                    p = torch.nn.Parameter(p.detach().to(torch.bfloat16))
+                p.grad = torch.from_numpy(g.copy()).to(p.dtype)
+                out.append(p)
+            return out
+
+        steps = {}
+        fast = fastopt_torch.AdamW(tensors(), lr=1e-3)
+        steps["fastopt"] = fast.step
+        for impl, flags in (("fused", {"fused": True}), ("default", {})):
+            params = tensors()
+            if low:
+                masters = [torch.nn.Parameter(p.detach().float()) for p in params]
+                for m, p in zip(masters, params):
+                    m.grad = p.grad.float()
+                opt = torch.optim.AdamW(masters, lr=1e-3, **flags)
+
+                def step(opt=opt, masters=masters, params=params):
+                    with torch.no_grad():
+                        for m, p in zip(masters, params):
+                            m.grad.copy_(p.grad)  # the bf16 grads, widened into the master's
+                    opt.step()
+                    with torch.no_grad():
+                        for m, p in zip(masters, params):
+                            p.copy_(m)
+            else:
+                step = torch.optim.AdamW(params, lr=1e-3, **flags).step
+            steps[impl] = step
+        medians = {k: statistics.median(v) for k, v in time_interleaved(steps, rounds).items()}
+        result = TorchAdapterResult(name, sum(sizes), dtype, medians["fastopt"],
+                                    medians["fused"] / medians["fastopt"], medians["default"] / medians["fastopt"])
+        if progress:
+            print(f"  torch adapter {name} N={result.n:.0e}: x fused {result.x_fused:.2f}, "
+                  f"x default {result.x_default:.2f}", file=sys.stderr)
+        results.append(result)
+        del steps, fast
+    return results
+
+
+def torch_adapter_report(results: list[TorchAdapterResult], env: dict) -> list[str]:
+    lines = [f"torch adapter - fastopt.torch.AdamW against torch.optim.AdamW (torch {env.get('torch')}), "
+             "time ratio (torch / fastopt), same run"]
+    header = f"{'case':<14} {'N':>9} {'params':<9} {'fastopt':>11} {'x fused':>8} {'x default':>10}"
+    lines += [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.case:<14} {r.n:>9.0e} {r.dtype:<9} {_fmt_time(r.seconds):>11} {r.x_fused:>8.2f} "
+                     f"{r.x_default:>10.2f}")
+    return lines
+
+
 def extra_checks(rules) -> dict:
     checks = {"allocation_bytes_at_1e7": {}, "cold_start": {}, "nonfinite_check_cost": {}, "clip_norm_cost": {}}
     if any(rule.name == "AdamW" for rule in rules):
@@ -910,7 +1003,8 @@ def book_loop_report(book: list[BookLoopResult]) -> list[str]:
     return lines
 
 
-def report(results: list[Result], checks: dict | None, env: dict, book: list[BookLoopResult] | None = None) -> str:
+def report(results: list[Result], checks: dict | None, env: dict, book: list[BookLoopResult] | None = None,
+           adapter: list[TorchAdapterResult] | None = None) -> str:
     lines = [
         "fastopt bench - median seconds per update over interleaved rounds",
         "  " + ", ".join(f"{k} {v}" for k, v in env.items()),
@@ -918,6 +1012,8 @@ def report(results: list[Result], checks: dict | None, env: dict, book: list[Boo
     ]
     if book:
         lines += book_loop_report(book) + [""]
+    if adapter:
+        lines += torch_adapter_report(adapter, env) + [""]
     if results:
         lines += [
             "throughput - float32, the same params and grads every call",
@@ -1092,7 +1188,7 @@ def plot(results: list[Result], path: str) -> bool:
     return True
 
 
-CASES = ("throughput", "mlp", "book")
+CASES = ("throughput", "mlp", "book", "torch")
 
 
 def _names(choices, what):
@@ -1115,7 +1211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", nargs="+", type=_names(CASES, "cases"), metavar="CASE",
                         help="what to run, space- or comma-separated: throughput (sizes x layouts, float32), "
                         "mlp (the book MultiLayerNet layout, float32), book (the book's loop: fresh float64 "
-                        "grads every step against the book's optimizers, and the shared SGD) (all)")
+                        "grads every step against the book's optimizers, and the shared SGD), torch (fastopt.torch.AdamW "
+                        "against torch.optim.AdamW, when torch is installed) (all)")
     parser.add_argument("--sizes", nargs="+", type=lambda s: int(float(s)),
                         help="element counts, e.g. 1e3 1e6 (1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
@@ -1148,12 +1245,19 @@ def main(argv=None) -> int:
     if cases & {"throughput", "mlp"}:
         results = run(rules, sizes if "throughput" in cases else (), args.layouts, rounds, progress=True,
                       mlp="mlp" in cases)
+    adapter = []
+    if "torch" in cases:
+        if env.get("torch") is None:
+            print("torch is not installed (pip install 'fastopt[torch]'): no torch adapter case", file=sys.stderr)
+        else:
+            adapter = torch_adapter(rounds)
     checks = None if (args.quick or args.no_checks or "throughput" not in cases) else extra_checks(rules)
-    print(report(results, checks, env, book))
+    print(report(results, checks, env, book, adapter))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "results": [asdict(r) for r in results],
-                       "book_loop": [dict(asdict(r), ratio=r.ratio) for r in book], "checks": checks},
+                       "book_loop": [dict(asdict(r), ratio=r.ratio) for r in book], "checks": checks,
+                       "torch_adapter": [asdict(r) for r in adapter]},
                       f, indent=1)
         print(f"\nresults written to {args.json}")
     if args.markdown:

@@ -125,7 +125,9 @@ def test_book_loop_step_times_only_the_update_with_fresh_grads():
 def test_throughput_run_and_roofs_on_the_engine():
     results = bench.run([BY_NAME["Adam"], BY_NAME["SGD"]], [1000], ["one"], rounds=1, progress=False, mlp=False)
     by = {(r.rule, r.impl): r for r in results}
-    assert {impl for _, impl in by} == {"fastopt", "reference", "roof"}
+    # torch is in the test extra: its implementations join the table
+    torch_impls = {"torch-forloop", "torch-foreach", "torch-fused"}
+    assert {impl for _, impl in by} == {"fastopt", "reference", "roof"} | torch_impls
     for r in results:
         assert r.seconds > 0 and r.gb_per_s > 0
     assert by[("Adam", "roof")].gb_per_s == pytest.approx(1000 * 28 / by[("Adam", "roof")].seconds / 1e9)
@@ -148,3 +150,13 @@ def test_cli_rejects_unknown_rules_and_cases():
         bench.main(["--rules", "SGD,NoSuchRule"])
     with pytest.raises(SystemExit):
         bench.main(["--cases", "books"])
+
+
+def test_torch_adapter_case_runs():
+    cases = (("1 tensor", (1000,), "float32"), ("3 tensors bf16", (10, 20, 30), "bfloat16"))
+    results = bench.torch_adapter(rounds=1, cases=cases, progress=False)
+    assert [(r.case, r.n, r.dtype) for r in results] == [("1 tensor", 1000, "float32"),
+                                                       ("3 tensors bf16", 60, "bfloat16")]
+    assert all(r.seconds > 0 and r.x_fused > 0 and r.x_default > 0 for r in results)
+    text = "\n".join(bench.torch_adapter_report(results, bench.environment()))
+    assert "x fused" in text and "3 tensors bf16" in text

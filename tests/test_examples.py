@@ -123,3 +123,18 @@ def test_compare_optimizers_trains_on_local_mnist_files(tmp_path):
     np.savez(tmp_path / "mnist.npz", **arrays)
     out = run_example("compare_optimizers.py", tmp_path, "--mnist", str(tmp_path / "mnist.npz"))
     assert "300 training rows of 784 features" in out
+
+
+def test_torch_cpu_training(tmp_path):
+    out = run_example("torch_cpu_training.py", tmp_path)
+    assert (tmp_path / "torch_cpu_training.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "torch_cpu_training.json").read_text())
+    torch_run = summary["torch.optim.AdamW (fp32)"]
+    fast_run = summary["fastopt.torch.AdamW (fp32)"]
+    bf16_run = summary["fastopt.torch.AdamW (bf16 model)"]
+    for r in (torch_run, fast_run, bf16_run):
+        assert np.mean(r["losses"][-10:]) < 0.5 * np.mean(r["losses"][:10])
+    # the swap changes nothing but the last bits; the bf16 model follows the fp32 curve
+    assert summary["fp32_loss_gap"] < 1e-4
+    assert abs(np.mean(bf16_run["losses"][-10:]) - np.mean(fast_run["losses"][-10:])) < 0.1
+    assert "largest param difference" in out
