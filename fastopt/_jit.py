@@ -22,6 +22,9 @@ First, serially, it runs :func:`fastopt._plan.check_and_bind` on ``block``:
 the check that this call's arrays are the validated ones (and the writing of
 the grads' addresses into the table); when it fails the kernel returns the
 key's index having written nothing, and the facade validates fully.
+A kernel made by :meth:`RuleMath.copying_kernel` has one more column, the
+address of a uint16 array that receives each new param's bfloat16 bits in
+the same pass (:meth:`fastopt.Optimizer.update_and_copy`).
 
 **The prologue** (the engine's, identical for every rule, in this order):
 clamp to ``[-clip_value, clip_value]`` (when ``clip_value > 0``), multiply
@@ -329,7 +332,7 @@ def {name}(table, scalars, step, p_like, s_like, block):
 {load_scalars}
         p = array_at(table[row, {PARAM}], n, p_like)
         g = array_at(table[row, {GRAD}], n, p_like)
-{load_state}
+{load_state}{load_copy}
 {loops}
     step[0] += 1
     return -1
@@ -346,14 +349,27 @@ _ELEMENT_LOOP = '''for i in range(n):
     gi = gi * grad_scale
     if coupled_decay != 0:
         gi = gi + coupled_decay * pi
-    p[i] = {update}(pi, gi, i{state_args}{scalar_args})'''
+    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}'''
 
 # The loop without the clamp and the coupled decay (both off), the same
 # operations as _ELEMENT_LOOP then does.
 _PLAIN_ELEMENT_LOOP = '''for i in range(n):
     pi = as_compute(p[i], sc)
     gi = as_compute(g[i], sc) * grad_scale
-    p[i] = {update}(pi, gi, i{state_args}{scalar_args})'''
+    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}'''
+
+# A kernel that also writes a low-precision copy of each new param (the
+# bf16/fp16 params of a model whose float32 masters these are) stores it
+# right after the param, from the stored float32 value, in the same pass.
+_STORE_COPY = """
+    copy[i] = to_bits(float32_bits(p[i]))"""
+
+# With the copy's store in the loop LLVM no longer unswitched the prologue's
+# branches (1.8x slower at 1e6 elements): the choice is made once per row.
+_SPLIT_LOOPS = '''if clip_value > 0 or coupled_decay != 0:
+{loop}
+else:
+{plain_loop}'''
 
 # A trust-ratio rule's rows whose ratio is nan run its nan_update instead: a
 # branch on the ratio inside the element loop kept LLVM from vectorising it
@@ -531,6 +547,17 @@ class RuleMath:
             self._kernel = _generate(self)
         return self._kernel
 
+    #: Whether :meth:`copying_kernel` exists (the engine generates the loop).
+    supports_copies = True
+
+    def copying_kernel(self, kind: str) -> Kernel:
+        """The kernel that also writes each new param rounded to ``kind``
+        ("bfloat16" or "float16") into the plan's copy column."""
+        kernels = self.__dict__.setdefault("_copying_kernels", {})
+        if kind not in kernels:
+            kernels[kind] = _generate(self, copy_to=kind, norms=self.kernel.norms)
+        return kernels[kind]
+
     @property
     def passes(self) -> tuple[tuple[int, int], ...]:
         """Per pass over memory that one update makes: (arrays read, arrays
@@ -550,13 +577,15 @@ class RuleMath:
         runner.bind(plan, kernel, scalars, state.step, state_dtype)
 
 
-def _generate(math: RuleMath) -> Kernel:
-    from . import _plan, _reduce
+def _generate(math: RuleMath, copy_to: str | None = None, norms=None) -> Kernel:
+    """The rule's kernels; with ``copy_to``, the variant that also writes the
+    new params rounded to that dtype (and reuses ``norms``)."""
+    from . import _lowp, _plan, _reduce
 
     update = math.update
     digest = hashlib.sha256(
         (ENGINE_DIGEST + _file_digest(_plan.__file__) + _file_digest(_reduce.__file__)
-         + _file_digest(inspect.getsourcefile(update))).encode()
+         + _file_digest(_lowp.__file__) + _file_digest(inspect.getsourcefile(update))).encode()
     ).hexdigest()[:10]
     indent = " " * 8
     columns = dict(LENGTH=LENGTH, GROUP=GROUP, PARAM=PARAM, GRAD=GRAD)
@@ -569,8 +598,17 @@ def _generate(math: RuleMath) -> Kernel:
     )
 
     call_args = dict(state_args="".join(f", {n}" for n in math.state_names),
-                     scalar_args="".join(f", {n}" for n in math.scalar_names))
+                     scalar_args="".join(f", {n}" for n in math.scalar_names),
+                     store_copy=_STORE_COPY if copy_to else "")
+    load_copy = (f"\n{indent}copy = array_at(table[row, {FIRST_STATE + len(math.state_names)}], n, copy_like)"
+                 if copy_to else "")
+    tag = f"_to_{copy_to}" if copy_to else ""
     loops = _ELEMENT_LOOP.format(update="update", **call_args)
+    if copy_to and math.nan_update is None:
+        loops = _SPLIT_LOOPS.format(
+            loop=textwrap.indent(loops, " " * 4),
+            plain_loop=textwrap.indent(_PLAIN_ELEMENT_LOOP.format(update="update", **call_args), " " * 4),
+        )
     if math.nan_update is not None:
         loops = _TRUST_RATIO_LOOPS.format(
             loop=textwrap.indent(loops, " " * 4),
@@ -579,11 +617,12 @@ def _generate(math: RuleMath) -> Kernel:
         )
 
     def build(variant: str, namespace: dict) -> Callable:
-        name = f"{math.name.lower()}_kernel_{variant}_{digest}"
+        name = f"{math.name.lower()}_kernel{tag}_{variant}_{digest}"
         source = _SKELETON.format(
             name=name,
             load_scalars=load_scalars,
             load_state=load_state,
+            load_copy=load_copy,
             loops=textwrap.indent(loops, " " * 8),
             **columns,
         )
@@ -603,8 +642,12 @@ def _generate(math: RuleMath) -> Kernel:
     if math.nan_update is not None:
         jit_namespace["nan_update"] = numba.njit(inline="always", **NUMBA_FLAGS)(math.nan_update)
         py_namespace["nan_update"] = math.nan_update
-    norms = None
-    if math.direction is not None:
+    if copy_to:
+        witnesses = dict(copy_like=np.empty(0, np.uint16), to_bits=_lowp.bf16_bits,
+                         float32_bits=_lowp.float32_bits)
+        jit_namespace.update(witnesses)
+        py_namespace.update(witnesses)
+    if math.direction is not None and norms is None:
         from ._reduce import combine_by_key, lane_sum
 
         norms_load_state = "\n".join(
@@ -639,7 +682,7 @@ def _generate(math: RuleMath) -> Kernel:
             _jit(build_norms("parallel", dict(jit_norms)), parallel=True),
         )
     return Kernel(
-        name=math.name,
+        name=math.name + (f" to {copy_to}" if copy_to else ""),
         py_func=build("interpreted", py_namespace),
         serial=_jit(build("serial", dict(jit_namespace)), parallel=False),
         parallel=_jit(build("parallel", dict(jit_namespace)), parallel=True),

@@ -161,8 +161,13 @@ def split_into_shares(sizes, parts: int) -> list[tuple[int, int, int]]:
 class Plan:
     """One validated call's kernel table, ready to be re-bound to new grads."""
 
-    def __init__(self, call, state, key_group, parts: int):
+    def __init__(self, call, state, key_group, parts: int, copies=None):
+        """``copies``: per key in layout order, the uint16 array that the
+        kernel writes the new params into, rounded (None: no copies)."""
         layout = call.layout
+        self.copies = copies
+        #: The caller's copies dict and its arrays, which later calls must pass again.
+        self.copies_source = self.copy_arrays = None
         self.layout = layout
         self.key_group = key_group
         self.params = call.params  # keeps the params dict alive: its id keys the plan
@@ -182,7 +187,8 @@ class Plan:
         state_shift = np.array([start * state_itemsize for _, start, _ in rows], np.int64)
         self.grad_base = np.array(call.grad_addresses, np.int64).reshape(n_keys)
         self.param_base = np.array(call.param_addresses, np.int64).reshape(n_keys)
-        self.table = table = np.zeros((len(rows), FIRST_STATE + len(state.state_names)), np.int64)
+        n_columns = FIRST_STATE + len(state.state_names) + (1 if copies is not None else 0)
+        self.table = table = np.zeros((len(rows), n_columns), np.int64)
         if rows:
             table[:, LENGTH] = [length for _, _, length in rows]
             table[:, GROUP] = np.asarray(key_group, np.int64)[self.row_key]
@@ -192,6 +198,9 @@ class Plan:
             if state.shaped_like_params:  # else the rule's kernel finds its state itself
                 for j, buffer in enumerate(state.buffers.values()):
                     table[:, FIRST_STATE + j] = buffer.ctypes.data + offsets[self.row_key] + state_shift
+            if copies is not None:
+                copy_base = np.array([c.ctypes.data for c in copies], np.int64)
+                table[:, -1] = copy_base[self.row_key] + np.array([start * 2 for _, start, _ in rows], np.int64)
         self.keys = layout.keys
         self.n_keys = n_keys
         self.bindable = False
@@ -288,6 +297,15 @@ class Plan:
             j += 2
         self.flag[0] = 1
         return True
+
+    def same_copies(self, copies) -> bool:
+        """Whether ``copies`` holds the very arrays this plan writes."""
+        if copies is None:
+            return self.copies_source is None
+        if copies is not self.copies_source or len(copies) != self.n_keys:
+            return False
+        get = copies.get
+        return all(get(key) is array for key, array in zip(self.keys, self.copy_arrays))
 
     def check(self) -> int:
         """The kernel's check, run on its own (before a pre-pass reads the grads)."""

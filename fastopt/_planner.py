@@ -11,7 +11,7 @@ from ._jit import PROLOGUE, RuleMath
 from ._plan import Plan
 from ._run import KernelRunner, NormPrepass, Scalars
 from ._state import OptimizerState
-from ._validate import validate
+from ._validate import validate, validate_copies
 from .errors import LayoutError
 
 #: Param dicts whose plans an optimizer keeps (a stateless rule shared by
@@ -46,8 +46,9 @@ class Planner:
         if self.math.state_names:
             state.allocate(call.layout, state_dtype_for(call.layout.dtype))
 
-    def plan(self, params, grads, kernel, groups, owner: str, state_dtype_for) -> Plan:
-        """Validate a call that no plan matches; plan its kernel call."""
+    def plan(self, params, grads, kernel, groups, owner: str, state_dtype_for, copies=None) -> Plan:
+        """Validate a call that no plan matches; plan its kernel call (that
+        also writes ``copies``, see :meth:`fastopt.Optimizer.update_and_copy`)."""
         math, state, runner = self.math, self.state, self.runner
         stateful = bool(math.state_names)
         call = validate(params, grads, state.layout if stateful else None, state.buffers)
@@ -55,11 +56,19 @@ class Planner:
         if state.layout is None and stateful:
             state.allocate(call.layout, state_dtype_for(call.layout.dtype))
         state_dtype = state.state_dtype if stateful else state_dtype_for(call.layout.dtype)
+        copy_views = None
+        if copies is not None:
+            if not math.supports_copies:
+                raise LayoutError(f"{owner}.update_and_copy: {owner} brings its own kernel, which writes no copies")
+            kind, copy_views = validate_copies(call, copies, state.buffers, owner)
+            kernel = math.copying_kernel(kind)
         parts = _thread_count() if runner.may_run_parallel(call.layout.total) else 1
         per_key = math.direction is not None
         n_keys = len(call.layout.keys)
         # A rule with a trust ratio gives every key a scalars row of its own.
-        plan = Plan(call, state, np.arange(n_keys) if per_key else key_group, parts)
+        plan = Plan(call, state, np.arange(n_keys) if per_key else key_group, parts, copy_views)
+        if copies is not None:
+            plan.copies_source, plan.copy_arrays = copies, [copies[k] for k in call.layout.keys]
         plan.scalars_rows = (lambda rows: [rows[g] for g in key_group]) if per_key else (lambda rows: rows)
         compute = np.result_type(call.layout.dtype, state_dtype)
         plan.scalars = Scalars(n_keys if per_key else 1 + len(groups), math.width, compute)

@@ -201,3 +201,60 @@ class _OwnedMemory:
                 if g.flags.c_contiguous or np.shares_memory(g, ranges[j][3]):
                     raise AliasingError(f"grads[{key!r}] shares memory with {ranges[j][2]}")
                 j += 1
+
+
+#: The dtypes a low-precision copy may have, and the rounding each gets.
+COPY_KINDS = {np.dtype(np.uint16): "bfloat16"}
+
+
+def validate_copies(call: ValidatedCall, copies, state_buffers, owner: str):
+    """Check the ``copies`` of :meth:`fastopt.Optimizer.update_and_copy`
+    against a validated call; never writes.  Returns (the rounding kind,
+    uint16 views of the copies in layout order)."""
+    layout = call.layout
+    if layout.dtype != np.float32:
+        raise DTypeMismatchError(
+            f"{owner}.update_and_copy: the params are the float32 masters of the copies; got {layout.dtype} params"
+        )
+    if not isinstance(copies, Mapping):
+        raise TypeError(f"copies: expected a dict of arrays, got {type(copies).__name__}")
+    if copies.keys() != layout.keyset:
+        missing = [k for k in layout.keys if k not in copies.keys()]
+        extra = [k for k in copies.keys() if k not in layout.keyset]
+        raise KeyMismatchError(f"copies must have the keys of params: missing {missing}, not in params {extra}")
+    if len(call.param_arrays) != len(layout.keys):
+        raise LayoutError("copies: every param must be an array (a float cannot have a copy)")
+    kind, views, ranges = None, [], []
+    for key, p in call.param_arrays:
+        c = copies[key]
+        if not isinstance(c, np.ndarray) or c.dtype not in COPY_KINDS:
+            got = c.dtype if isinstance(c, np.ndarray) else type(c).__name__
+            raise DTypeMismatchError(f"copies[{key!r}]: expected a uint16 array (bfloat16 bits), got {got}")
+        if kind is None:
+            kind = COPY_KINDS[c.dtype]
+        elif COPY_KINDS[c.dtype] != kind:
+            raise DTypeMismatchError(f"copies[{key!r}]: every copy must have one dtype; got {kind} and {c.dtype}")
+        if c.shape != p.shape:
+            raise ShapeMismatchError(f"copies[{key!r}]: expected shape {p.shape} (the shape of params[{key!r}]), "
+                                     f"got {c.shape}")
+        if not c.flags.c_contiguous or not c.flags.writeable:
+            raise LayoutError(f"copies[{key!r}]: expected a writable C-contiguous array")
+        views.append(c.reshape(-1).view(np.uint16))
+        if c.size:
+            ranges.append((address(c), address(c) + c.nbytes, f"copies[{key!r}]"))
+    owned = _OwnedMemory(call.param_arrays, state_buffers).ranges
+    grads = [(address(v), address(v) + v.nbytes, f"grads[{k!r}]") for k, v in zip(layout.keys, call.grad_views)
+             if v.size]
+    # In order of first byte: a span overlaps an earlier one iff it starts
+    # before that one's end; only pairs with a copy in them matter here.
+    spans = sorted([(lo, hi, name, True) for lo, hi, name in ranges]
+                   + [(lo, hi, name, False) for lo, hi, name in [r[:3] for r in owned] + grads])
+    reach = {True: (0, None), False: (0, None)}  # the furthest end so far, among copies and the rest
+    for lo, hi, name, is_copy in spans:
+        for earlier_is_copy in ((True, False) if is_copy else (True,)):
+            end, other = reach[earlier_is_copy]
+            if lo < end:
+                raise AliasingError(f"{other} and {name} share memory")
+        if hi > reach[is_copy][0]:
+            reach[is_copy] = (hi, name)
+    return kind, views

@@ -145,15 +145,27 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
                 return self._update(params, grads)
         return self._update(params, grads)
 
-    def _update(self, params, grads) -> None:
+    def update_and_copy(self, params, grads, copies) -> None:
+        """``update``, and in the same pass each new param rounded to the
+        nearest bfloat16 (ties to even) into ``copies[key]``, a uint16 array
+        of the param's shape holding the bits.  For float32 params that are
+        the master weights of a bfloat16 model (``fastopt.torch`` uses it for
+        bf16 params); every rule but Adafactor."""
+        state = self._state
+        if state.snapshot_waiting:
+            with state.lock:
+                return self._update(params, grads, copies)
+        return self._update(params, grads, copies)
+
+    def _update(self, params, grads, copies=None) -> None:
         plan = self._planner.plan_for(params)
-        if plan is None or not plan.collect(params, grads):
-            plan = self._prepare(params, grads)  # validate, plan
+        if plan is None or not plan.same_copies(copies) or not plan.collect(params, grads):
+            plan = self._prepare(params, grads, copies)  # validate, plan
         state = self._state
         count = state.step_view[0]
         if self._needs_prepass or plan.norms is not None:
             if plan.check() >= 0:  # the pre-passes read the grads: bind them first
-                plan = self._prepare(params, grads)
+                plan = self._prepare(params, grads, copies)
             self._fill_scalars(plan, count)
             if self._needs_prepass and not self._prepass(plan):
                 return
@@ -170,7 +182,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             elif plan.run() >= 0:
                 # The kernel's own check of this call's arrays found a change
                 # and ran nothing: validate fully (raises, or plans anew).
-                plan = self._prepare(params, grads)
+                plan = self._prepare(params, grads, copies)
                 self._fill_scalars(plan, count)
                 if plan.norms is not None:
                     self._trust_ratios(plan, count)
@@ -213,9 +225,14 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
     def _clear_plans(self) -> None:
         self._planner.clear()
 
-    def _prepare(self, params, grads) -> Plan:
+    def _prepare(self, params, grads, copies=None) -> Plan:
         return self._planner.plan(params, grads, self.kernel, self._groups, type(self).__name__,
-                                  self.state_dtype_for)
+                                  self.state_dtype_for, copies)
+
+    @property
+    def supports_copies(self) -> bool:
+        """Whether :meth:`update_and_copy` is available (every rule but Adafactor)."""
+        return self._math.supports_copies
 
     def structure_options(self) -> dict:
         """The structural options fixed at construction (``amsgrad``, ...)."""

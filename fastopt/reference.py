@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ._hyper import Hyperparameters
+from ._lowp import reference_bits
 from ._reduce import reference_key_sum_of_squares, reference_pairwise, reference_pairwise_axis, reference_runs_sum_of_squares
 from .rules import adafactor as _adafactor
 from .rules.adafactor import AdafactorHyperparameters
@@ -136,6 +137,15 @@ class ReferenceOptimizer(Hyperparameters):
             for n in self.state_names:
                 self.store[n][k] = np.asarray(new_state[n]).astype(state_dtype)
             self._write(params, k, np.asarray(new_p).astype(dtypes[k]))
+
+    def update_and_copy(self, params, grads, copies):
+        """``update``, then each new param's bfloat16 bits into ``copies[key]``
+        (uint16 arrays), unless the update was skipped."""
+        skipped = self.skipped_steps
+        self.update(params, grads)
+        if self.skipped_steps == skipped:
+            for k, c in copies.items():
+                c[...] = reference_bits(params[k])
 
     @staticmethod
     def state_shape(name, shape):

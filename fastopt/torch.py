@@ -18,9 +18,11 @@ params alone, with their state copied to a scratch engine and back (the
 same math, slower); every other step is the one-call path.
 
 bf16 and fp16 params are updated through float32 master weights kept in the
-state (``state[p]["master_param"]``); after the step each param is written
-from its master, rounded to nearest even (a second pass, by torch's
-``copy_``).
+state (``state[p]["master_param"]``), and each param is written from its
+master rounded to nearest even: bf16 params by the kernel in the same pass
+(:meth:`fastopt.Optimizer.update_and_copy`; Adafactor's own kernel has no
+copy, so its bf16 params take the second pass), fp16 params by torch's
+``copy_`` after the step.
 
 The math is torch's (DESIGN section 7): each class names the fastopt rule
 it runs, and that rule has a NumPy reference in :mod:`fastopt.reference`
@@ -294,6 +296,14 @@ class _Engine:
             self.grad_buffers = {key: np.empty(v.shape, np.float32) for key, v in views.items()}
             self.grad_tensors = [torch.from_numpy(b) for b in self.grad_buffers.values()]
             self.master_tensors = [torch.from_numpy(v) for v in views.values()]
+        # bf16 params are written from their masters by the kernel, in the
+        # same pass (the bits, rounded to nearest even); fp16 ones by torch's
+        # copy_ after it (Numba has no float16, and a bit-level conversion
+        # did not vectorise).
+        self.copies = None
+        if dtype == torch.bfloat16 and self.rule.supports_copies:
+            self.copies = {key: p.detach().view(torch.int16).numpy().view(np.uint16)
+                           for key, (_, _, p) in zip(self.keys, entries)}
         self.rule.init(views)
         self.params = [p for _, _, p in entries]
         self.pointers = [p.data_ptr() for p in self.params]
@@ -411,11 +421,14 @@ class _Engine:
         if self.count_changed:
             rule.iter = self.steps.count
             self.count_changed = False
-        rule.update(self.views, grad_views)
+        if self.copies is not None:
+            rule.update_and_copy(self.views, grad_views, self.copies)
+        else:
+            rule.update(self.views, grad_views)
         self.steps.advance_all()
         self.updated = self.params
         owner._after_step(self, range(len(self.params)))
-        if self.low_precision:
+        if self.low_precision and self.copies is None:
             self._write_low_precision(range(len(self.keys)))
 
     def _update_some(self, owner, grad_views, active) -> None:

@@ -562,6 +562,9 @@ class FactoredMath(RuleMath):
     #: also read its variance twice and write it once: ((3, 0), (3, 2)).
     passes = ((1, 0), (2, 0), (2, 1))
 
+    #: Its own kernel writes no low-precision copies.
+    supports_copies = False
+
     def bind(self, runner, plan, kernel, scalars_, state, state_dtype) -> None:
         layout = plan.layout
         tables = _Tables(layout, plan.key_group, state.layouts_for(layout, state_dtype),
