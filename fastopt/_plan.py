@@ -263,6 +263,8 @@ class Plan:
             dims.extend(p.shape)
         owned = [(a, a + p.nbytes) for a, (_, p) in zip(call.param_addresses, call.param_arrays) if p.size]
         owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.buffers.values() if b.size]
+        if self.copies is not None:  # a later call's grads must not lie in a copy either
+            owned += [(c.ctypes.data, c.ctypes.data + c.nbytes) for c in self.copies if c.size]
         parts = [[0] * (2 * n), expect, [w for pair in owned for w in pair], dims,
                  list(self.grad_base), list(self.row_key), list(self.row_shift)]
         offsets, at = [], _HEAD

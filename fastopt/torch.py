@@ -86,6 +86,28 @@ def _key(gi: int, j: int) -> str:
     return f"{gi}.{j}"
 
 
+def _groups_signature(param_groups) -> tuple:
+    """What tells that the groups' param lists were replaced or resized
+    (``param_groups[0]["params"] = [...]``, a group removed)."""
+    return tuple((id(g), id(g["params"]), len(g["params"])) for g in param_groups)
+
+
+def _holds_tensors(value) -> bool:
+    if isinstance(value, tuple):
+        return any(_holds_tensors(v) for v in value)
+    return torch.is_tensor(value)
+
+
+def _plain(value):
+    """A group entry as a comparable value: tensors (a tensor ``lr`` that a
+    scheduler fills in place) by their current value."""
+    if torch.is_tensor(value):
+        return float(value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
 class _FastoptOptimizer(torch.optim.Optimizer):
     """The base of every class here: torch's Optimizer, stepping through engines.
 
@@ -113,14 +135,18 @@ class _FastoptOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         gi = len(self.param_groups) - 1
         group = self.param_groups[gi]
-        for option in ("capturable", "differentiable"):
-            if group.get(option):
-                raise ValueError(f"fastopt.torch.{type(self).__name__}: {option}=True is not supported")
-        for j, p in enumerate(group["params"]):
-            self._check_param(p, _where(gi, j))
-        # The rule checks the group's values now, and the options that choose
-        # the kernel must agree with the first group's.
-        self._make_rule(sorted({0, gi}))
+        try:
+            for option in ("capturable", "differentiable"):
+                if group.get(option):
+                    raise ValueError(f"fastopt.torch.{type(self).__name__}: {option}=True is not supported")
+            for j, p in enumerate(group["params"]):
+                self._check_param(p, _where(gi, j))
+            # The rule checks the group's values now, and the options that
+            # choose the kernel must agree with the first group's.
+            self._make_rule(sorted({0, gi}))
+        except Exception:
+            del self.param_groups[gi]  # a refused group is not kept
+            raise
         self._engines = None
 
     def _check_param(self, p, where: str) -> None:
@@ -172,14 +198,15 @@ class _FastoptOptimizer(torch.optim.Optimizer):
         # profiler running; here it is entered only when it does something.
         if (_GLOBAL_PRE_HOOKS or _GLOBAL_POST_HOOKS or self._optimizer_step_pre_hooks
                 or self._optimizer_step_post_hooks or _profiler_enabled()):
-            return self._step_with_hooks(closure)
+            # the hooks see the arguments as torch's own step passes them
+            return self._step_with_hooks() if closure is None else self._step_with_hooks(closure)
         return self._plain_step(closure)
 
     step.hooked = True  # tells torch.optim.Optimizer not to wrap it again
 
     def _step(self) -> None:
         engines = self._engines
-        if (engines is None or self._n_params != sum(len(g["params"]) for g in self.param_groups)
+        if (engines is None or self._groups_seen != _groups_signature(self.param_groups)
                 or any(p.grad is not None for p in self._outside)
                 or not all(engine.params_in_place() for engine in engines)):
             self._build_engines()
@@ -190,6 +217,8 @@ class _FastoptOptimizer(torch.optim.Optimizer):
             engine.run(self, active, grad_views)
             if engine.updated:
                 torch.autograd.graph.increment_version(engine.updated)
+            if engine.low_precision:
+                engine.versions = [p._version for p in engine.params]
 
     # -- the engines ------------------------------------------------------------------
 
@@ -210,7 +239,7 @@ class _FastoptOptimizer(torch.optim.Optimizer):
                     outside.append(p)
         self._engines = None
         self._outside = outside
-        self._n_params = sum(len(g["params"]) for g in self.param_groups)
+        self._groups_seen = _groups_signature(self.param_groups)
         self._engines = [_Engine(self, dtype, entries) for dtype, entries in by_dtype.items()]
 
     def _make_rule(self, group_ids):
@@ -261,7 +290,7 @@ class _FastoptOptimizer(torch.optim.Optimizer):
 
     def __getstate__(self):
         saved = super().__getstate__()
-        for name in ("_engines", "_outside", "_n_params"):
+        for name in ("_engines", "_outside", "_groups_seen"):
             saved.pop(name, None)
         return saved
 
@@ -280,13 +309,18 @@ class _Engine:
         self.low_precision = dtype in _LOW_PRECISION
         self.group_ids = sorted({gi for gi, _, _ in entries})
         self.rule, self.applied = owner._make_rule(self.group_ids)
+        first = owner.param_groups[self.group_ids[0]]
+        self.structure = dict(owner._structure(first), maximize=bool(first.get("maximize", False)))
         state = owner.state
         views = {}
         for key, (gi, j, p) in zip(self.keys, entries):
             if self.low_precision:
+                # The saved master, unless the param no longer is its rounding
+                # (the param was written since: its value is the truth).
                 master = state.get(p, {}).get(_MASTER)
-                views[key] = (master.detach().to(torch.float32).numpy().copy() if master is not None
-                              else p.detach().to(torch.float32).numpy().copy())
+                if master is None or not torch.equal(master.detach().to(dtype), p.detach()):
+                    master = p
+                views[key] = master.detach().to(torch.float32).numpy().copy()
             else:
                 views[key] = p.detach().numpy()
         self.views = views
@@ -307,9 +341,12 @@ class _Engine:
         self.rule.init(views)
         self.params = [p for _, _, p in entries]
         self.pointers = [p.data_ptr() for p in self.params]
+        self.versions = [p._version for p in self.params]
         self.updated = self.params
         self._watched = owner._watched_keys()
-        self.seen = [None] * len(self.group_ids)
+        self.seen = [None] * len(self.group_ids)  # each group's watched values, as last applied
+        self.raw = [None] * len(self.group_ids)
+        self.tensor_valued = [True] * len(self.group_ids)
         self._adopt(owner)
 
     def _adopt(self, owner: _FastoptOptimizer) -> None:
@@ -343,10 +380,10 @@ class _Engine:
             if self.low_precision:
                 new[_MASTER] = self.master_tensors[len(counts) - 1]
             owner.state[p] = new
-        self.steps = _StepCounts(counts)
+        # SGD's math only asks whether a param has stepped before.
+        self.steps = _StepCounts(counts, cap=None if owner._has_step else 1)
         self._point_step_tensors(owner)
         owner._adopt_extras(self, olds)
-        self.count_changed = True
 
     def _point_step_tensors(self, owner) -> None:
         if owner._has_step:
@@ -364,26 +401,36 @@ class _Engine:
         watched = self._watched
         for n, gi in enumerate(self.group_ids):
             group = owner.param_groups[gi]
-            seen = tuple([group[k] for k in watched])
+            raw = tuple([group[k] for k in watched])
+            if raw == self.raw[n] and not self.tensor_valued[n]:
+                continue
+            seen = _plain(raw)  # a tensor lr filled in place is the same object with a new value
             if seen == self.seen[n]:
                 continue
-            self.seen[n] = seen
+            structure = dict(owner._structure(group), maximize=bool(group.get("maximize", False)))
+            if structure != self.structure:
+                raise ValueError(
+                    f"fastopt.torch.{type(owner).__name__}: param_groups[{gi}] has {structure}, but its params "
+                    f"were set up with {self.structure}; these options choose the kernel and cannot change "
+                    "after the first step (build a new optimizer and load this one's state_dict)")
             values = owner._hyperparameters(group)
             if values != self.applied[gi]:
-                if owner._structure(group) != owner._structure(owner.param_groups[self.group_ids[0]]):
-                    raise ValueError(f"fastopt.torch.{type(owner).__name__}: param_groups[{gi}] changed a "
-                                     "structural option after the first step")
                 override = groups[f"{gi}.*"]
                 for name, value in values.items():
                     if value != self.applied[gi][name]:
                         setattr(override, name, value)
                 self.applied[gi] = values
+            self.seen[n], self.raw[n], self.tensor_valued[n] = seen, raw, _holds_tensors(raw)
 
     def prepare(self, owner):
         """This step's hyperparameters and grads, checked; nothing of the
-        params or the state is written.  Returns (the indices of the params
-        that step, or None for all of them; their grads as NumPy arrays)."""
+        params or the state is written (but the masters of low-precision
+        params written since the last step take their new values).  Returns
+        (the indices of the params that step, or None for all of them; their
+        grads as NumPy arrays)."""
         self.sync_hyperparameters(owner)
+        if self.low_precision:
+            self._follow_outside_writes()
         if not self.low_precision:
             try:
                 return None, {key: p.grad.numpy() for key, p in zip(self.keys, self.params)}
@@ -418,9 +465,8 @@ class _Engine:
 
     def _update_all(self, owner, grad_views) -> None:
         rule = self.rule
-        if self.count_changed:
+        if rule.step_count != self.steps.count:  # after a rebuild or steps of some params alone
             rule.iter = self.steps.count
-            self.count_changed = False
         if self.copies is not None:
             rule.update_and_copy(self.views, grad_views, self.copies)
         else:
@@ -455,14 +501,23 @@ class _Engine:
             for name in main:
                 for key in keys:
                     main[name][key][...] = theirs[name][key]
-            self.steps.each[ks] += 1.0
+            self.steps.advance(ks)
         self.updated = [self.entries[k][2] for k in active]
         owner._after_step(self, active)
-        self.count_changed = True
         if self.steps.settle():
             self._point_step_tensors(owner)
         if self.low_precision:
             self._write_low_precision(active)
+
+    def _follow_outside_writes(self) -> None:
+        """A low-precision param written in place since the last step
+        (``load_state_dict``, ``clamp_``, an init) gives its master the new value."""
+        versions = [p._version for p in self.params]
+        if versions != self.versions:
+            for k, (now, then) in enumerate(zip(versions, self.versions)):
+                if now != then:
+                    self.master_tensors[k].copy_(self.params[k].detach())
+            self.versions = versions
 
     def _write_low_precision(self, indices) -> None:
         with torch.no_grad():
@@ -491,8 +546,9 @@ class _StepCounts:
     has its own element of ``each``.
     """
 
-    def __init__(self, counts):
-        self.each = np.array(counts, np.float32)
+    def __init__(self, counts, cap=None):
+        self.cap = cap
+        self.each = np.array(counts if cap is None else np.minimum(counts, cap), np.float32)
         self.shared = np.zeros(1, np.float32)
         self.shared_view = memoryview(self.shared)
         self.shared_tensor = torch.from_numpy(self.shared).reshape(())
@@ -514,8 +570,14 @@ class _StepCounts:
         self.uniform = False
 
     def advance_all(self) -> None:
-        self.count += 1
+        self.count = self.count + 1 if self.cap is None else min(self.count + 1, self.cap)
         self.shared_view[0] = float(self.count)
+
+    def advance(self, indices) -> None:
+        """One more step of the params ``indices`` (after :meth:`split`)."""
+        self.each[indices] += 1.0
+        if self.cap is not None:
+            np.minimum(self.each, self.cap, out=self.each)
 
     def of(self, k: int) -> int:
         return self.count if self.uniform else int(self.each[k])

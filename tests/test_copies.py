@@ -137,3 +137,15 @@ def test_float64_params_and_adafactor_have_no_copies():
     with pytest.raises(LayoutError, match="writes no copies"):
         fastopt.Adafactor().update_and_copy({"w": np.ones(4, np.float32)}, {"w": np.ones(4, np.float32)},
                                             {"w": np.zeros(4, np.uint16)})
+
+
+def test_a_later_grad_inside_a_copy_is_refused():
+    opt = fastopt.Adam()
+    params = {"w": np.ones(64, np.float32)}
+    buffer = np.zeros(256, np.uint16)
+    copies = {"w": buffer[:64]}
+    opt.update_and_copy(params, {"w": np.ones(64, np.float32)}, copies)  # planned
+    before = params["w"].copy()
+    with pytest.raises(AliasingError):  # the per-call check of the kept plan sees it
+        opt.update_and_copy(params, {"w": buffer.view(np.float32)[:64]}, copies)
+    assert np.array_equal(params["w"], before)

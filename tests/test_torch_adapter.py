@@ -478,3 +478,90 @@ def test_a_bad_grad_of_one_dtype_stops_every_dtype():
         opt.step()
     assert torch.equal(first.detach(), before)
     assert float(opt.state[first]["step"]) == 1.0
+
+
+def test_low_precision_params_written_outside_the_optimizer_are_followed():
+    p = torch.nn.Parameter(torch.ones(6, dtype=torch.bfloat16))
+    opt = ft.SGD([p], lr=0.0)
+    p.grad = torch.ones(6, dtype=torch.bfloat16)
+    opt.step()
+    with torch.no_grad():
+        p.fill_(5.0)  # in place: the same memory
+    opt.step()
+    assert torch.equal(p.detach(), torch.full((6,), 5.0, dtype=torch.bfloat16))
+    p.data = torch.full((6,), 7.0, dtype=torch.bfloat16)  # new memory
+    p.grad = torch.ones(6, dtype=torch.bfloat16)
+    opt.step()
+    assert torch.equal(p.detach(), torch.full((6,), 7.0, dtype=torch.bfloat16))
+    assert torch.equal(opt.state[p]["master_param"], torch.full((6,), 7.0))
+
+
+def test_a_tensor_lr_filled_by_a_scheduler():
+    results = []
+    for module in (torch.optim, ft):
+        params = make_params(torch.float64)
+        opt = module.SGD(params, lr=torch.tensor(0.1))
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)
+        for t in range(3):
+            for p, g in zip(params, grads_for(t, torch.float64)):
+                p.grad = g
+            opt.step()
+            sched.step()
+        results.append(params)
+    assert_params_close(results[1], results[0], torch.float64)
+
+
+@pytest.mark.parametrize("option,value", [("maximize", True), ("amsgrad", True)])
+def test_options_that_choose_the_kernel_cannot_change_after_the_first_step(option, value):
+    params = make_params(torch.float32)
+    opt = ft.Adam(params, lr=0.01)
+    run(opt, params, 1, torch.float32)
+    opt.param_groups[0][option] = value
+    before = [p.detach().clone() for p in params]
+    for _ in range(2):  # and it keeps saying so
+        with pytest.raises(ValueError, match="cannot change after the first step"):
+            run(opt, params, 1, torch.float32, first=1)
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, params))
+
+
+def test_replaced_param_lists_are_followed():
+    results = []
+    for module in (torch.optim, ft):
+        x, y = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+        opt = module.SGD([x], lr=1.0)
+        x.grad = torch.ones(3)
+        opt.step()
+        opt.param_groups[0]["params"] = [y]
+        y.grad = torch.ones(3)
+        opt.step()
+        results.append((x.detach().clone(), y.detach().clone()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_a_refused_param_group_is_not_kept():
+    opt = ft.Adam([torch.nn.Parameter(torch.zeros(2))])
+    with pytest.raises(ValueError, match="must agree"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "amsgrad": True})
+    assert len(opt.param_groups) == 1
+
+
+def test_sgd_returns_to_one_kernel_call_after_a_late_param():
+    params = make_params(torch.float32)
+    opt = ft.SGD(params, lr=0.1, momentum=0.9)
+    for t in range(4):
+        for k, (p, g) in enumerate(zip(params, grads_for(t, torch.float32))):
+            p.grad = None if (k == 0 and t < 2) else g
+        opt.step()
+    (engine,) = opt._engines
+    assert engine.steps.uniform  # SGD only asks whether a param has stepped
+
+
+def test_hooks_see_the_arguments_torch_passes():
+    seen = []
+    for module in (torch.optim, ft):
+        params = make_params(torch.float32)
+        opt = module.SGD(params, lr=0.1)
+        opt.register_step_pre_hook(lambda o, args, kwargs: seen.append((len(args), dict(kwargs))))
+        run(opt, params, 1, torch.float32)
+    assert seen[0] == seen[1]
