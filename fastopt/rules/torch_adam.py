@@ -21,14 +21,10 @@ uncorrected ``sqrt(v)``, so the two differ where ``eps`` matters.  Compared
 with PyTorch: the same equations; PyTorch's ``lerp_`` for ``m`` may round
 differently in the last bit (agreement to ~1 ulp per step, not bit for bit).
 """
-from math import sqrt
-from typing import NamedTuple
-
-import numpy as np
-
 from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, unit_interval
-from .._jit import RuleMath, nan_maximum
+from .._jit import RuleMath
 from ..optimizer import Optimizer
+from . import adamw
 
 
 class TorchAdamHyperparameters(Hyperparameters):
@@ -39,43 +35,14 @@ class TorchAdamHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-class Scalars(NamedTuple):
-    step_size: float
-    sqrt_bias2: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    eps: float
+def scalars(hp, t) -> adamw.Scalars:
+    # AdamW's update with its decoupled factor at 1 (``p * 1.0`` is exact):
+    # the decay is the prologue's coupled one, on the grad.
+    return adamw.scalars(hp, t)._replace(decay=1.0)
 
 
-def scalars(hp, t) -> Scalars:
-    b1, b2 = hp.beta1, hp.beta2
-    return Scalars(step_size=hp.lr / (1.0 - b1**t), sqrt_bias2=sqrt(1.0 - b2**t), beta1=b1,
-                   one_minus_beta1=1.0 - b1, beta2=b2, one_minus_beta2=1.0 - b2, eps=hp.eps)
-
-
-def update(p, g, i, m, v, step_size, sqrt_bias2, beta1, one_minus_beta1, beta2, one_minus_beta2, eps):
-    mi = beta1 * m[i] + one_minus_beta1 * g
-    vi = beta2 * v[i] + one_minus_beta2 * g * g
-    m[i] = mi
-    v[i] = vi
-    return p - step_size * mi / (np.sqrt(vi) / sqrt_bias2 + eps)
-
-
-def amsgrad_update(p, g, i, m, v, v_max, step_size, sqrt_bias2, beta1, one_minus_beta1, beta2,
-                   one_minus_beta2, eps):
-    mi = beta1 * m[i] + one_minus_beta1 * g
-    vi = beta2 * v[i] + one_minus_beta2 * g * g
-    top = nan_maximum(vi, v_max[i])
-    m[i] = mi
-    v[i] = vi
-    v_max[i] = top
-    return p - step_size * mi / (np.sqrt(top) / sqrt_bias2 + eps)
-
-
-MATH = RuleMath("TorchAdam", ("m", "v"), Scalars, scalars, update, depends_on_step=True)
-AMSGRAD_MATH = RuleMath("TorchAdamAMSGrad", ("m", "v", "v_max"), Scalars, scalars, amsgrad_update,
+MATH = RuleMath("TorchAdam", ("m", "v"), adamw.Scalars, scalars, adamw.update, depends_on_step=True)
+AMSGRAD_MATH = RuleMath("TorchAdamAMSGrad", ("m", "v", "v_max"), adamw.Scalars, scalars, adamw.amsgrad_update,
                         depends_on_step=True)
 
 
