@@ -401,7 +401,7 @@ class _Engine:
         watched = self._watched
         for n, gi in enumerate(self.group_ids):
             group = owner.param_groups[gi]
-            raw = tuple([group[k] for k in watched])
+            raw = tuple([group.get(k) for k in watched])
             if raw == self.raw[n] and not self.tensor_valued[n]:
                 continue
             seen = _plain(raw)  # a tensor lr filled in place is the same object with a new value

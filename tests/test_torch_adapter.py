@@ -565,3 +565,17 @@ def test_hooks_see_the_arguments_torch_passes():
         opt.register_step_pre_hook(lambda o, args, kwargs: seen.append((len(args), dict(kwargs))))
         run(opt, params, 1, torch.float32)
     assert seen[0] == seen[1]
+
+
+def test_a_state_dict_whose_groups_lack_newer_keys():
+    # torch releases before decoupled_weight_decay (and fused, ...) saved no such keys
+    params = make_params(torch.float32)
+    opt = ft.Adam(params, lr=0.01)
+    run(opt, params, 2, torch.float32)
+    saved = copy.deepcopy(opt.state_dict())
+    for key in ("decoupled_weight_decay", "fused", "capturable"):
+        del saved["param_groups"][0][key]
+    resumed = ft.Adam(params, lr=0.01)
+    resumed.load_state_dict(saved)
+    run(resumed, params, 2, torch.float32, first=2)
+    assert float(resumed.state[params[0]]["step"]) == 4.0
