@@ -112,10 +112,11 @@ class _FastoptOptimizer(torch.optim.Optimizer):
     """The base of every class here: torch's Optimizer, stepping through engines.
 
     A subclass gives ``_rule(structure)`` (the fastopt rule class),
-    ``_hyperparameters(group)`` (the rule's hyperparameters from a group),
     ``_structure(group)`` (options fixed per engine: they choose the
     kernel), ``_state_names`` (the rule's state name -> torch's) and
-    optionally ``_initial_state``, ``_adopt_extras`` and ``_after_step``.
+    optionally ``_hyperparameters`` (when a group's entries are named otherwise
+    than the rule's hyperparameters), ``_initial_state``, ``_skip_empty``,
+    ``_adopt_extras`` and ``_after_step``.
     """
 
     _state_names: dict = {}
@@ -123,9 +124,6 @@ class _FastoptOptimizer(torch.optim.Optimizer):
     _has_step = True
 
     def __init__(self, params, defaults):
-        for option in ("capturable", "differentiable"):
-            if defaults.get(option):
-                raise ValueError(f"fastopt.torch.{type(self).__name__}: {option}=True is not supported")
         self._engines = None
         super().__init__(params, defaults)
 
@@ -167,7 +165,13 @@ class _FastoptOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _hyperparameters(self, group: dict) -> dict:
-        raise NotImplementedError
+        """The rule's hyperparameters from a group: the entries of the same
+        names, with torch's ``betas`` as ``beta1, beta2``."""
+        names = self._rule(self._structure(group)).hyperparameter_names
+        values = {name: float(group[name]) for name in names if name in group}
+        if "betas" in group:
+            values["beta1"], values["beta2"] = _betas(group)
+        return values
 
     def _structure(self, group: dict) -> dict:
         return {}
@@ -178,6 +182,17 @@ class _FastoptOptimizer(torch.optim.Optimizer):
 
     def _initial_state(self, group: dict, name: str, view: np.ndarray) -> None:
         """Fill a new param's state buffer ``name`` (zeros already)."""
+
+    def _skip_empty(self, name: str) -> bool:
+        """Whether a state buffer of no elements stays out of ``state[p]``."""
+        return False
+
+    def _adopt_extras(self, engine: "_Engine", old_states: list) -> None:
+        """Entries torch keeps besides the buffers (NAdam's ``mu_product``),
+        from each param's state before the engine was built."""
+
+    def _after_step(self, engine: "_Engine", indices) -> None:
+        """Bring those entries up to date after the params ``indices`` stepped."""
 
     # -- stepping -------------------------------------------------------------------
 
@@ -303,7 +318,6 @@ class _Engine:
     """The fastopt optimizer over every param of one dtype."""
 
     def __init__(self, owner: _FastoptOptimizer, dtype, entries):
-        self.dtype = dtype
         self.entries = entries
         self.keys = [_key(gi, j) for gi, j, _ in entries]
         self.low_precision = dtype in _LOW_PRECISION
@@ -609,21 +623,7 @@ def _check_common(lr, eps=None, weight_decay=0.0, betas=None) -> None:
         _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
 
 
-class _Standard(_FastoptOptimizer):
-    """Hooks for rules whose torch state is ``step`` plus buffers shaped like the param."""
-
-    def _skip_empty(self, name: str) -> bool:
-        return False
-
-    def _adopt_extras(self, engine: "_Engine", old_states: list) -> None:
-        """Entries torch keeps besides the buffers (NAdam's ``mu_product``),
-        from each param's state before the engine was built."""
-
-    def _after_step(self, engine: "_Engine", indices) -> None:
-        """Bring those entries up to date after the params ``indices`` stepped."""
-
-
-class SGD(_Standard):
+class SGD(_FastoptOptimizer):
     """``torch.optim.SGD`` (momentum, dampening, nesterov, weight_decay, maximize) on fastopt's ``SGD``."""
 
     _state_names = {"momentum_buffer": "momentum_buffer"}
@@ -645,12 +645,9 @@ class SGD(_Standard):
     def _structure(self, group):
         return {"nesterov": bool(group["nesterov"]), "with_momentum": group["momentum"] != 0}
 
-    def _hyperparameters(self, group):
-        return dict(lr=float(group["lr"]), weight_decay=float(group["weight_decay"]),
-                    momentum=float(group["momentum"]), dampening=float(group["dampening"]))
 
 
-class Adam(_Standard):
+class Adam(_FastoptOptimizer):
     """``torch.optim.Adam`` (amsgrad, maximize, decoupled_weight_decay) on
     :class:`fastopt.rules.torch_adam.TorchAdam` (fastopt's ``AdamW`` when the
     decay is decoupled)."""
@@ -676,10 +673,6 @@ class Adam(_Standard):
         return {"amsgrad": bool(group["amsgrad"]),
                 "decoupled_weight_decay": bool(group.get("decoupled_weight_decay", self._decoupled_default))}
 
-    def _hyperparameters(self, group):
-        b1, b2 = _betas(group)
-        return dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]))
 
 
 class AdamW(Adam):
@@ -694,7 +687,7 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
-class Adagrad(_Standard):
+class Adagrad(_FastoptOptimizer):
     """``torch.optim.Adagrad`` (lr_decay, initial_accumulator_value, maximize) on
     :class:`fastopt.rules.torch_adagrad.TorchAdagrad`."""
 
@@ -713,15 +706,12 @@ class Adagrad(_Standard):
     def _rule(self, structure):
         return _TorchAdagrad
 
-    def _hyperparameters(self, group):
-        return dict(lr=float(group["lr"]), lr_decay=float(group["lr_decay"]), eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]))
 
     def _initial_state(self, group, name, view):
         view[...] = group["initial_accumulator_value"]
 
 
-class RMSprop(_Standard):
+class RMSprop(_FastoptOptimizer):
     """``torch.optim.RMSprop`` (alpha, centered, momentum, maximize) on
     :class:`fastopt.rules.torch_rmsprop.TorchRMSprop`."""
 
@@ -742,12 +732,9 @@ class RMSprop(_Standard):
     def _structure(self, group):
         return {"centered": bool(group["centered"]), "with_momentum": group["momentum"] > 0}
 
-    def _hyperparameters(self, group):
-        return dict(lr=float(group["lr"]), alpha=float(group["alpha"]), eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]), momentum=float(group["momentum"]))
 
 
-class NAdam(_Standard):
+class NAdam(_FastoptOptimizer):
     """``torch.optim.NAdam`` (momentum_decay, decoupled_weight_decay, maximize) on fastopt's ``NAdam``."""
 
     _state_names = {"m": "exp_avg", "v": "exp_avg_sq"}
@@ -768,10 +755,6 @@ class NAdam(_Standard):
     def _structure(self, group):
         return {"decoupled_weight_decay": bool(group["decoupled_weight_decay"])}
 
-    def _hyperparameters(self, group):
-        b1, b2 = _betas(group)
-        return dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]), momentum_decay=float(group["momentum_decay"]))
 
     # torch keeps the product of the momentum coefficients per param (in its
     # scalar dtype: float64 only when that is the default dtype); fastopt's
@@ -793,7 +776,7 @@ class NAdam(_Standard):
             products[k] *= products.dtype.type(mu)
 
 
-class RAdam(_Standard):
+class RAdam(_FastoptOptimizer):
     """``torch.optim.RAdam`` (decoupled_weight_decay, maximize) on fastopt's ``RAdam``."""
 
     _state_names = {"m": "exp_avg", "v": "exp_avg_sq"}
@@ -811,13 +794,9 @@ class RAdam(_Standard):
     def _structure(self, group):
         return {"decoupled_weight_decay": bool(group["decoupled_weight_decay"])}
 
-    def _hyperparameters(self, group):
-        b1, b2 = _betas(group)
-        return dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]))
 
 
-class Adamax(_Standard):
+class Adamax(_FastoptOptimizer):
     """``torch.optim.Adamax`` (maximize) on fastopt's ``Adamax``."""
 
     _state_names = {"m": "exp_avg", "u": "exp_inf"}
@@ -831,13 +810,9 @@ class Adamax(_Standard):
     def _rule(self, structure):
         return _Adamax
 
-    def _hyperparameters(self, group):
-        b1, b2 = _betas(group)
-        return dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]))
 
 
-class Adadelta(_Standard):
+class Adadelta(_FastoptOptimizer):
     """``torch.optim.Adadelta`` (maximize) on fastopt's ``Adadelta``."""
 
     _state_names = {"v": "square_avg", "acc_delta": "acc_delta"}
@@ -852,12 +827,9 @@ class Adadelta(_Standard):
     def _rule(self, structure):
         return _Adadelta
 
-    def _hyperparameters(self, group):
-        return dict(lr=float(group["lr"]), rho=float(group["rho"]), eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]))
 
 
-class Adafactor(_Standard):
+class Adafactor(_FastoptOptimizer):
     """``torch.optim.Adafactor`` (beta2_decay, eps, d, weight_decay, maximize) on fastopt's ``Adafactor``:
     row and column factors for params of 2+ dims, ``variance`` for the others."""
 
@@ -878,16 +850,14 @@ class Adafactor(_Standard):
         return _Adafactor
 
     def _hyperparameters(self, group):
-        eps1, eps2 = group["eps"]
-        return dict(lr=float(group["lr"]), beta2_decay=float(group["beta2_decay"]),
-                    eps1=None if eps1 is None else float(eps1), eps2=float(eps2), d=float(group["d"]),
-                    weight_decay=float(group["weight_decay"]))
+        eps1, eps2 = group["eps"]  # torch's pair; eps1 None: the dtype's epsilon
+        return dict(super()._hyperparameters(group), eps1=None if eps1 is None else float(eps1), eps2=float(eps2))
 
     def _skip_empty(self, name: str) -> bool:
         return True  # a matrix has no "variance", a vector no factors
 
 
-class Lion(_Standard):
+class Lion(_FastoptOptimizer):
     """Lion (optax's, Chen et al. 2023) for torch params; fastopt's ``Lion`` signature."""
 
     _state_names = {"m": "exp_avg"}
@@ -900,12 +870,9 @@ class Lion(_Standard):
     def _rule(self, structure):
         return _Lion
 
-    def _hyperparameters(self, group):
-        return dict(lr=float(group["lr"]), beta1=float(group["beta1"]), beta2=float(group["beta2"]),
-                    weight_decay=float(group["weight_decay"]))
 
 
-class LAMB(_Standard):
+class LAMB(_FastoptOptimizer):
     """LAMB (optax's, You et al. 2019) for torch params; fastopt's ``LAMB`` signature."""
 
     _state_names = {"m": "exp_avg", "v": "exp_avg_sq"}
@@ -919,8 +886,4 @@ class LAMB(_Standard):
     def _rule(self, structure):
         return _LAMB
 
-    def _hyperparameters(self, group):
-        return dict(lr=float(group["lr"]), beta1=float(group["beta1"]), beta2=float(group["beta2"]),
-                    eps=float(group["eps"]), eps_root=float(group["eps_root"]),
-                    weight_decay=float(group["weight_decay"]))
 
