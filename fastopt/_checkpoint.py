@@ -27,7 +27,8 @@ from . import _npzfile, schedules
 from ._hyper import is_schedule
 from ._layout import FLOAT_DTYPES, Layout
 from ._groups import Groups
-from ._state import MAX_STEP, Snapshot
+from ._lowp import FORMAT_OF, STORAGE, reference_bf16_values, reference_dequantize
+from ._state import ABSMAX, MAX_STEP, Snapshot, stored_names
 from .errors import HyperparameterError, StateFileError
 
 FORMAT = "fastopt.state"
@@ -77,8 +78,15 @@ def _decode(value, current, owner: str, name: str, where: str):
     return MissingSchedule(owner, name, saved_as)
 
 
-def state_dict(opt) -> dict:
+def _format_name(stored: np.dtype | None) -> str | None:
+    """How a state dict names the stored dtype: "bfloat16" and "int8" for bits and codes."""
+    return None if stored is None else FORMAT_OF.get(np.dtype(stored), np.dtype(stored).name)
+
+
+def state_dict(opt, dequantize: bool = False) -> dict:
     snapshot = opt.optimizer_state.snapshot()
+    if dequantize:
+        snapshot = _dequantized(opt, snapshot)
     hyper = {n: _encode(v) for n, v in opt.hyperparameters().items()}
     groups = {p: {n: _encode(v) for n, v in g.overrides.items()} for p, g in opt.groups.items()}
     layout = snapshot.layout
@@ -92,11 +100,31 @@ def state_dict(opt) -> dict:
         "structure": dict(opt.structure_options()),
         "groups": groups,
         "dtype": None if layout is None else layout.dtype.name,
-        "state_dtype": None if snapshot.state_dtype is None else snapshot.state_dtype.name,
+        "state_dtype": _format_name(snapshot.state_dtype),
         "keys": [] if layout is None else list(layout.keys),
         "shapes": {} if layout is None else dict(zip(layout.keys, layout.shapes)),
         "state": {n: ({} if layout is None else state_layouts[n].views(b)) for n, b in snapshot.buffers.items()},
     }
+
+
+def _dequantized(opt, snapshot: Snapshot) -> Snapshot:
+    """The snapshot with bfloat16 or int8 state decoded to float32."""
+    stored = snapshot.state_dtype
+    if stored is None or np.dtype(stored) not in FORMAT_OF:
+        return snapshot
+    state = opt.optimizer_state
+    layouts = state.layouts_for(snapshot.layout, stored)
+    buffers = {}
+    for name in state.state_names:
+        if FORMAT_OF[np.dtype(stored)] == "bfloat16":
+            buffers[name] = reference_bf16_values(snapshot.buffers[name])
+        else:
+            codes = layouts[name].slices(snapshot.buffers[name])
+            absmax = layouts[name + ABSMAX].slices(snapshot.buffers[name + ABSMAX])
+            unsigned = name in state.int8_unsigned
+            buffers[name] = np.concatenate([np.zeros(0, np.float32)] + [
+                reference_dequantize(c, a, unsigned) for c, a in zip(codes, absmax)])
+    return Snapshot(snapshot.layout, snapshot.step, np.dtype(np.float32), buffers)
 
 
 def _fail(message: str, where: str) -> StateFileError:
@@ -174,15 +202,18 @@ def _validated(opt, state, where):
             raise _fail(f"the state is empty but this optimizer holds keys {list(opt.layout.keys)}", where)
         return hyper, groups, Snapshot(None, step, None, {})
     dtype = _float_dtype(state.get("dtype"), "dtype", where)
-    state_dtype = _float_dtype(state.get("state_dtype"), "state_dtype", where)
+    saved_as = state.get("state_dtype")
+    state_dtype = STORAGE[saved_as] if saved_as in STORAGE else _float_dtype(saved_as, "state_dtype", where)
     expected_state_dtype = opt.state_dtype_for(dtype)
     if state_dtype != expected_state_dtype:
-        raise _fail(f"the state is stored as {state_dtype}, this optimizer keeps {expected_state_dtype} state "
-                    "(state_dtype must match)", where)
+        raise _fail(f"the state is stored as {saved_as}, this optimizer keeps {_format_name(expected_state_dtype)} "
+                    "state (state_dtype must match; state_dict(dequantize=True) gives float32 state that an "
+                    "optimizer with state_dtype='float32' loads)", where)
     layout = Layout.from_shapes(keys, shape_list, dtype)
     _check_against_current(opt.layout, layout, where)
 
     buffers = state.get("state")
+    names = stored_names(names, state_dtype)
     if not isinstance(buffers, Mapping) or set(buffers) != set(names):
         raise _fail(
             f"state must hold exactly {list(names)}, "
@@ -196,12 +227,13 @@ def _validated(opt, state, where):
         if not isinstance(per_key, Mapping) or set(per_key) != set(keys):
             raise _fail(f"state {name!r} must have one array per key {list(keys)}", where)
         state_layout = state_layouts[name]
-        buffer = np.empty(state_layout.total, state_dtype)
+        buffer_dtype = np.dtype(np.float32) if name.endswith(ABSMAX) else state_dtype
+        buffer = np.empty(state_layout.total, buffer_dtype)
         for key, shape, piece in zip(keys, state_layout.shapes, state_layout.slices(buffer)):
             a = per_key[key]
-            if not isinstance(a, np.ndarray) or a.dtype != state_dtype or a.shape != shape:
+            if not isinstance(a, np.ndarray) or a.dtype != buffer_dtype or a.shape != shape:
                 got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-                raise _fail(f"state {name!r}[{key!r}]: expected a {state_dtype} array of shape {shape}, got {got}",
+                raise _fail(f"state {name!r}[{key!r}]: expected a {buffer_dtype} array of shape {shape}, got {got}",
                             where)
             piece[...] = a.ravel()
         flat[name] = buffer
@@ -270,8 +302,10 @@ def load(opt, path) -> None:
             return {}
         layout = Layout.from_shapes(keys, [_npzfile.checked_shape(shapes.get(k), where, f"shapes[{k!r}]")
                                            for k in keys], np.float64)
-        layouts = opt.optimizer_state.layouts_for(layout, np.float64)
-        return {_PAYLOAD_PREFIX + n: layouts[n].total for n in opt.state_names}
+        saved_as = header.get("state_dtype")
+        stored = STORAGE.get(saved_as, np.float64) if isinstance(saved_as, str) else np.float64
+        layouts = opt.optimizer_state.layouts_for(layout, stored)
+        return {_PAYLOAD_PREFIX + n: layouts[n].total for n in stored_names(opt.state_names, stored)}
 
     header, payload = _npzfile.read_checked(path, where, expected_sizes=expected_sizes)
     checksum = header.pop("sha256", None)
@@ -284,12 +318,13 @@ def load(opt, path) -> None:
     state["state"] = {}
     if header.get("keys"):
         try:
-            layout = Layout.from_shapes(header["keys"], [header["shapes"][k] for k in header["keys"]],
-                                        header["state_dtype"])
-            layouts = opt.optimizer_state.layouts_for(layout, header["state_dtype"])
+            saved_as = header["state_dtype"]
+            stored = STORAGE[saved_as] if saved_as in STORAGE else np.dtype(saved_as)
+            layout = Layout.from_shapes(header["keys"], [header["shapes"][k] for k in header["keys"]], stored)
+            layouts = opt.optimizer_state.layouts_for(layout, stored)
         except (KeyError, TypeError, ValueError) as exc:
             raise _fail(f"corrupt header ({exc})", where) from None
-        for name in opt.state_names:
+        for name in stored_names(opt.state_names, stored):
             state["state"][name] = layouts[name].views(payload[_PAYLOAD_PREFIX + name])
     state.pop("state_names", None)
     load_state_dict(opt, state, where)
@@ -300,9 +335,12 @@ class StateIO:
 
     # -- state I/O ---------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
-        """A self-contained copy of the state, keyed by parameter name."""
-        return state_dict(self)
+    def state_dict(self, dequantize: bool = False) -> dict:
+        """A self-contained copy of the state, keyed by parameter name: as
+        stored (bfloat16 bits, int8 codes with their ``"<name>.absmax"``), or
+        with ``dequantize=True`` decoded to float32 (``state_dtype`` then
+        "float32", which an optimizer with ``state_dtype="float32"`` loads)."""
+        return state_dict(self, dequantize)
 
     def load_state_dict(self, state) -> None:
         """Restore what :meth:`state_dict` returned, after validating all of it."""

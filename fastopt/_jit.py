@@ -338,7 +338,38 @@ def {name}(table, scalars, step, p_like, s_like, block):
     return -1
 '''
 
-_ELEMENT_LOOP = '''for i in range(n):
+# State stored in a low-precision format (bfloat16 bits, int8 codes) goes
+# through tiles of BLOCK elements: each state buffer's tile is decoded into
+# a float scratch array, the rule's update runs on the tile as it would on
+# float state, and the tile is encoded back - one pass over memory, the
+# tile in L1.  A tile of int8 state is one quantization block.
+_TILED_SKELETON = '''
+def {name}(table, scalars, step, p_like, s_like, block):
+    bad = check_and_bind(block, table)
+    if bad >= 0:
+        return bad
+    for row in prange(table.shape[0]):
+        n = table[row, {LENGTH}]
+        sc = scalars[table[row, {GROUP}]]
+        clip_value = sc[0]
+        grad_scale = sc[1]
+        coupled_decay = sc[2]
+{load_scalars}
+        row_p = array_at(table[row, {PARAM}], n, p_like)
+        row_g = array_at(table[row, {GRAD}], n, p_like)
+{load_state}{load_copy}
+        for start in range(0, n, BLOCK):
+            tile = min(BLOCK, n - start)
+            p = row_p[start:start + tile]
+            g = row_g[start:start + tile]
+{tile_copy}{decode}
+{loops}
+{encode}
+    step[0] += 1
+    return -1
+'''
+
+_ELEMENT_LOOP = '''for i in range({count}):{decode_element}
     pi = as_compute(p[i], sc)
     gi = as_compute(g[i], sc)
     if clip_value > 0:
@@ -349,14 +380,14 @@ _ELEMENT_LOOP = '''for i in range(n):
     gi = gi * grad_scale
     if coupled_decay != 0:
         gi = gi + coupled_decay * pi
-    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}'''
+    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}{encode_element}'''
 
 # The loop without the clamp and the coupled decay (both off), the same
 # operations as _ELEMENT_LOOP then does.
-_PLAIN_ELEMENT_LOOP = '''for i in range(n):
+_PLAIN_ELEMENT_LOOP = '''for i in range({count}):{decode_element}
     pi = as_compute(p[i], sc)
     gi = as_compute(g[i], sc) * grad_scale
-    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}'''
+    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}{encode_element}'''
 
 # A kernel that also writes a low-precision copy of each new param (the
 # bf16/fp16 params of a model whose float32 masters these are) stores it
@@ -508,13 +539,20 @@ class RuleMath:
     ratio is nan (a nan or inf in the key's norms) run ``nan_update`` instead:
     ``u * nan`` may return either operand's nan, whose sign bits differ
     between compiled code and NumPy, so that case gets its own definition.
+
+    ``int8_unsigned`` offers int8 state (``state_dtype="int8"``) and names the
+    state buffers that are never negative (second moments), which use the
+    unsigned code map; None: the rule keeps no int8 state.  Any rule of this
+    kind may keep bfloat16 state.
     """
 
     def __init__(self, name: str, state_names, Scalars, scalars, update, *,
                  depends_on_step: bool, coupled_decay: str | None = "weight_decay", carry: "Carry | None" = None,
                  direction: Callable | None = None, trust_ratio: Callable | None = None,
-                 nan_update: Callable | None = None):
+                 nan_update: Callable | None = None, int8_unsigned: tuple | None = None):
         self.name = name
+        if int8_unsigned is not None:
+            self.int8_unsigned = tuple(int8_unsigned)
         self.carry = carry
         #: ``state_shape(name, param_shape) -> shape``; None: every state
         #: buffer is shaped like the params (every rule but Adafactor).
@@ -553,10 +591,33 @@ class RuleMath:
     def copying_kernel(self, kind: str) -> Kernel:
         """The kernel that also writes each new param rounded to ``kind``
         ("bfloat16" or "float16") into the plan's copy column."""
-        kernels = self.__dict__.setdefault("_copying_kernels", {})
-        if kind not in kernels:
-            kernels[kind] = _generate(self, copy_to=kind, norms=self.kernel.norms)
-        return kernels[kind]
+        return self.kernel_for(None, kind)
+
+    def kernel_for(self, storage: np.dtype | None, copy_to: str | None = None) -> Kernel:
+        """The kernel for state stored as ``storage`` (None or a float dtype:
+        :attr:`kernel`; uint16: bfloat16 bits; uint8: int8 codes), writing
+        copies rounded to ``copy_to`` (None: no copies)."""
+        tiled = storage is not None and np.dtype(storage) in _lowp_storage()
+        if not tiled and copy_to is None:
+            return self.kernel
+        key = (np.dtype(storage).str if tiled else None, copy_to)
+        kernels = self.__dict__.setdefault("_variant_kernels", {})
+        if key not in kernels:
+            storage = np.dtype(storage) if tiled else None
+            shared_norms = self.kernel.norms if storage is None else None
+            kernels[key] = _generate(self, copy_to=copy_to, norms=shared_norms, storage=storage)
+        return kernels[key]
+
+    #: Which state buffers hold values that are never negative (int8 stores
+    #: them with the unsigned code map); None: int8 state is not offered.
+    int8_unsigned: tuple | None = None
+
+    def low_precision_error(self, state_format: str) -> str | None:
+        """Why this rule cannot keep its state as ``state_format`` (None: it can)."""
+        if state_format == "int8" and (self.int8_unsigned is None or self.direction is not None):
+            return (f"{self.name} does not offer int8 state (block-wise quantization suits "
+                    "elementwise moment estimates; use state_dtype='bfloat16')")
+        return None
 
     @property
     def passes(self) -> tuple[tuple[int, int], ...]:
@@ -577,9 +638,16 @@ class RuleMath:
         runner.bind(plan, kernel, scalars, state.step, state_dtype)
 
 
-def _generate(math: RuleMath, copy_to: str | None = None, norms=None) -> Kernel:
+def _lowp_storage():
+    from ._lowp import FORMAT_OF
+
+    return FORMAT_OF
+
+
+def _generate(math: RuleMath, copy_to: str | None = None, norms=None, storage: np.dtype | None = None) -> Kernel:
     """The rule's kernels; with ``copy_to``, the variant that also writes the
-    new params rounded to that dtype (and reuses ``norms``)."""
+    new params rounded to that dtype (and reuses ``norms``); with
+    ``storage`` (uint16 or uint8), the tiled variant for low-precision state."""
     from . import _lowp, _plan, _reduce
 
     update = math.update
@@ -592,19 +660,53 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None) -> Kernel:
     load_scalars = "\n".join(
         f"{indent}{n} = sc[{j}]" for j, n in enumerate(math.scalar_names, len(PROLOGUE))
     )
-    load_state = "\n".join(
-        f"{indent}{n} = array_at(table[row, {FIRST_STATE + j}], n, s_like)"
-        for j, n in enumerate(math.state_names)
-    )
+    n_state = len(math.state_names)
+    tiled = storage is not None
+    if tiled:
+        int8 = storage == _lowp.STORAGE["int8"]
+        unsigned = set(math.int8_unsigned or ())
+        lines = []
+        for j, n in enumerate(math.state_names):
+            lines.append(f"{indent}stored_{n} = array_at(table[row, {FIRST_STATE + j}], n, s_like)")
+            lines.append(f"{indent}{n} = np.empty(BLOCK, sc.dtype)")
+            if int8:
+                lines.append(f"{indent}absmax_{n} = array_at(table[row, {FIRST_STATE + n_state + j}], "
+                             f"(n + BLOCK - 1) // BLOCK, absmax_like)")
+        if int8:
+            lines.append(f"{indent}buckets_of = np.empty(BLOCK, np.uint32)")
+        load_state = "\n".join(lines)
+        if int8:  # a block's codes need its absmax: decode, update, encode the tile in turn
+            codec = {n: "unsigned" if n in unsigned else "signed" for n in math.state_names}
+            decode = "\n".join(f"{indent}    decode_{codec[n]}(stored_{n}[start:start + tile], absmax_{n}, "
+                               f"start // BLOCK, tile, {n})" for n in math.state_names)
+            encode = "\n".join(f"{indent}    encode_{codec[n]}(stored_{n}[start:start + tile], absmax_{n}, "
+                               f"start // BLOCK, tile, {n}, buckets_of)" for n in math.state_names)
+        else:  # bfloat16 converts each element inside the update's loop: one loop per tile
+            decode = "\n".join(f"{indent}    tile_{n} = stored_{n}[start:start + tile]" for n in math.state_names)
+            encode = ""
+            decode_element = "".join(f"\n    {n}[i] = bits_float32(np.uint32(tile_{n}[i]) << np.uint32(16))"
+                                     for n in math.state_names)
+            encode_element = "".join(f"\n    tile_{n}[i] = to_bits(float32_bits(np.float32({n}[i])))"
+                                     for n in math.state_names)
+    else:
+        load_state = "\n".join(
+            f"{indent}{n} = array_at(table[row, {FIRST_STATE + j}], n, s_like)"
+            for j, n in enumerate(math.state_names)
+        )
+    copy_column = FIRST_STATE + n_state * (2 if tiled and int8 else 1)
 
-    call_args = dict(state_args="".join(f", {n}" for n in math.state_names),
+    if not (tiled and not int8):
+        decode_element = encode_element = ""
+    call_args = dict(decode_element=decode_element, encode_element=encode_element,
+                     state_args="".join(f", {n}" for n in math.state_names),
                      scalar_args="".join(f", {n}" for n in math.scalar_names),
                      store_copy=_STORE_COPY if copy_to else "")
-    load_copy = (f"\n{indent}copy = array_at(table[row, {FIRST_STATE + len(math.state_names)}], n, copy_like)"
-                 if copy_to else "")
-    tag = f"_to_{copy_to}" if copy_to else ""
+    copy_name = "row_copy" if tiled else "copy"
+    load_copy = f"\n{indent}{copy_name} = array_at(table[row, {copy_column}], n, copy_like)" if copy_to else ""
+    tag = (f"_to_{copy_to}" if copy_to else "") + (f"_{_lowp.FORMAT_OF[storage]}_state" if tiled else "")
+    call_args["count"] = "tile" if tiled else "n"
     loops = _ELEMENT_LOOP.format(update="update", **call_args)
-    if copy_to and math.nan_update is None:
+    if (copy_to or tiled) and math.nan_update is None:
         loops = _SPLIT_LOOPS.format(
             loop=textwrap.indent(loops, " " * 4),
             plain_loop=textwrap.indent(_PLAIN_ELEMENT_LOOP.format(update="update", **call_args), " " * 4),
@@ -618,14 +720,21 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None) -> Kernel:
 
     def build(variant: str, namespace: dict) -> Callable:
         name = f"{math.name.lower()}_kernel{tag}_{variant}_{digest}"
-        source = _SKELETON.format(
-            name=name,
-            load_scalars=load_scalars,
-            load_state=load_state,
-            load_copy=load_copy,
-            loops=textwrap.indent(loops, " " * 8),
-            **columns,
-        )
+        if tiled:
+            source = _TILED_SKELETON.format(
+                name=name, load_scalars=load_scalars, load_state=load_state, load_copy=load_copy,
+                tile_copy=f"{indent}    copy = row_copy[start:start + tile]\n" if copy_to else "",
+                decode=decode, encode=encode, loops=textwrap.indent(loops, " " * 12), **columns,
+            )
+        else:
+            source = _SKELETON.format(
+                name=name,
+                load_scalars=load_scalars,
+                load_state=load_state,
+                load_copy=load_copy,
+                loops=textwrap.indent(loops, " " * 8),
+                **columns,
+            )
         # Blank lines keep the generated function's line numbers apart from
         # this file's real code in tracebacks; the file name lets Numba cache.
         exec(compile(source, _THIS_FILE, "exec"), namespace)
@@ -647,16 +756,32 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None) -> Kernel:
                          float32_bits=_lowp.float32_bits)
         jit_namespace.update(witnesses)
         py_namespace.update(witnesses)
+    if tiled:
+        codecs = dict(BLOCK=_lowp.BLOCK, absmax_like=np.empty(0, np.float32), to_bits=_lowp.bf16_bits,
+                      float32_bits=_lowp.float32_bits, bits_float32=_lowp.bits_float32,
+                      decode_bf16=_lowp.decode_bf16, encode_bf16=_lowp.encode_bf16,
+                      decode_signed=_lowp.decode_signed, encode_signed=_lowp.encode_signed,
+                      decode_unsigned=_lowp.decode_unsigned, encode_unsigned=_lowp.encode_unsigned)
+        jit_namespace.update(codecs)
+        py_namespace.update({n: getattr(f, "py_func", f) for n, f in codecs.items()})
     if math.direction is not None and norms is None:
         from ._reduce import combine_by_key, lane_sum
 
-        norms_load_state = "\n".join(
-            f"{indent}{n} = array_at(bases[key, {1 + j}] + first * s_size, n, s_like)"
-            for j, n in enumerate(math.state_names)
-        )
+        if tiled:  # bfloat16 (a trust-ratio rule offers no int8 state): decode the block
+            norms_load_state = "\n".join(
+                f"{indent}stored_{n} = array_at(bases[key, {1 + j}] + first * s_size, n, s_like)\n"
+                f"{indent}{n} = np.empty(n, sc.dtype)\n"
+                f"{indent}decode_bf16(stored_{n}, stored_{n}, 0, n, {n})"
+                for j, n in enumerate(math.state_names)
+            )
+        else:
+            norms_load_state = "\n".join(
+                f"{indent}{n} = array_at(bases[key, {1 + j}] + first * s_size, n, s_like)"
+                for j, n in enumerate(math.state_names)
+            )
 
         def build_norms(variant: str, namespace: dict) -> Callable:
-            name = f"{math.name.lower()}_norms_{variant}_{digest}"
+            name = f"{math.name.lower()}_norms{tag}_{variant}_{digest}"
             arguments = dict(state_args="".join(f", {n}" for n in math.state_names),
                              scalar_args="".join(f", {n}" for n in math.scalar_names))
             element = _NORMS_ELEMENT.format(**arguments)
@@ -682,7 +807,7 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None) -> Kernel:
             _jit(build_norms("parallel", dict(jit_norms)), parallel=True),
         )
     return Kernel(
-        name=math.name + (f" to {copy_to}" if copy_to else ""),
+        name=math.name + (f" to {copy_to}" if copy_to else "") + (f" {_lowp.FORMAT_OF[storage]} state" if tiled else ""),
         py_func=build("interpreted", py_namespace),
         serial=_jit(build("serial", dict(jit_namespace)), parallel=False),
         parallel=_jit(build("parallel", dict(jit_namespace)), parallel=True),

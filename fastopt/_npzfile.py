@@ -2,7 +2,8 @@
 
 Format: a ZIP archive as ``np.savez`` writes it.  Member ``header.npy`` holds a
 1-D ``uint8`` array, the UTF-8 bytes of a JSON object (the caller's header, with
-its ``"sha256"``).  Every other member is ``state.<identifier>.npy``, a 1-D array
+its ``"sha256"``).  Every other member is ``state.<identifier>.npy`` (or
+``state.<identifier>.absmax.npy``), a 1-D array
 of a plain numeric dtype (bool, int, uint, float, complex; native or little-endian;
 never objects or pickles).  Members are written stored; deflated ones
 (``np.savez_compressed``) are read too.  Names are used here without ``.npy``.
@@ -37,7 +38,8 @@ import numpy as np
 from .errors import StateFileError
 
 HEADER = "header"
-_NAME = re.compile(r"header|state\.[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch
+# An int8 state's per-block scales are "state.<identifier>.absmax".
+_NAME = re.compile(r"header|state\.[A-Za-z_][A-Za-z0-9_]*(\.absmax)?")  # used with fullmatch
 _NPY_MAGIC = b"\x93NUMPY"
 _MAX_NPY_HEADER = 10000  # numpy's own limit for a safe .npy header
 _MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data more than this

@@ -12,11 +12,12 @@ import numpy as np
 
 from ._groups import Groups
 from ._layout import FLOAT_DTYPES
+from ._lowp import STORAGE
 from ._state import MAX_STEP
 from .errors import HyperparameterError
 
 NONFINITE_CHOICES = ("propagate", "skip", "raise")
-STATE_DTYPES = ("float32", "float64")
+STATE_DTYPES = ("float32", "float64", "bfloat16", "int8")
 
 
 class EngineOptions:
@@ -79,7 +80,8 @@ class EngineOptions:
 
     @property
     def state_dtype(self):
-        """The state buffers' dtype; None: the params'."""
+        """The state buffers' dtype (None: the params'), or the low-precision
+        format they are stored in: "bfloat16" or "int8"."""
         return self._state_dtype
 
     @property
@@ -169,8 +171,11 @@ def _positive_or_none(value, where: str):
 
 
 def checked_state_dtype(value, owner: str):
+    """None, a float dtype, or the name of a low-precision format ("bfloat16", "int8")."""
     if value is None:
         return None
+    if isinstance(value, str) and value in STORAGE:
+        return value
     try:
         dtype = np.dtype(value)
     except TypeError:

@@ -25,6 +25,8 @@ import numba
 import numpy as np
 
 from ._jit import FIRST_STATE, GRAD, GROUP, LENGTH, PARAM, array_at, helper
+from ._lowp import BLOCK
+from ._state import ABSMAX, INT8
 
 _C_CONTIGUOUS, _WRITEABLE = 0x0001, 0x0400
 # Words of PyArrayObject (64-bit): refcount, type, data, nd, dimensions,
@@ -130,8 +132,10 @@ def check_and_bind(block, table):
 check_and_bind_compiled = helper(check_and_bind)
 
 
-def split_into_shares(sizes, parts: int) -> list[tuple[int, int, int]]:
-    """Cut runs of ``sizes`` elements (in order) into ``parts`` equal shares.
+def split_into_shares(sizes, parts: int, align: int = 1) -> list[tuple[int, int, int]]:
+    """Cut runs of ``sizes`` elements (in order) into ``parts`` equal shares,
+    cutting a run only at multiples of ``align`` from its start (a block of
+    int8 state is never split between threads).
 
     Returns rows of (run index, first element in the run, length): a share
     that spans several runs gets a row per run, and every share is padded with
@@ -150,7 +154,10 @@ def split_into_shares(sizes, parts: int) -> list[tuple[int, int, int]]:
         start = 0
         while start < size:
             j = (offset + start) // share
-            length = min(size - start, (j + 1) * share - (offset + start))
+            end = start + min(size - start, (j + 1) * share - (offset + start))
+            if end < size and end % align:
+                end = min(size, end + align - end % align)
+            length = end - start
             shares[j].append((run, start, length))
             start += length
         offset += size
@@ -181,13 +188,15 @@ class Plan:
         n_keys = len(layout.keys)
         itemsize = layout.dtype.itemsize
         state_itemsize = state.root.dtype.itemsize
-        rows = split_into_shares(layout.sizes, parts)
+        int8 = state.state_dtype is not None and state.state_dtype == INT8
+        rows = split_into_shares(layout.sizes, parts, BLOCK if int8 else 1)
         self.row_key = np.array([key for key, _, _ in rows], np.int64)
         self.row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
         state_shift = np.array([start * state_itemsize for _, start, _ in rows], np.int64)
         self.grad_base = np.array(call.grad_addresses, np.int64).reshape(n_keys)
         self.param_base = np.array(call.param_addresses, np.int64).reshape(n_keys)
-        n_columns = FIRST_STATE + len(state.state_names) + (1 if copies is not None else 0)
+        n_state = len(state.state_names)
+        n_columns = FIRST_STATE + n_state * (2 if int8 else 1) + (1 if copies is not None else 0)
         self.table = table = np.zeros((len(rows), n_columns), np.int64)
         if rows:
             table[:, LENGTH] = [length for _, _, length in rows]
@@ -196,8 +205,14 @@ class Plan:
             table[:, GRAD] = self.grad_base[self.row_key] + self.row_shift
             offsets = np.array(layout.offsets, np.int64) * state_itemsize
             if state.shaped_like_params:  # else the rule's kernel finds its state itself
-                for j, buffer in enumerate(state.buffers.values()):
-                    table[:, FIRST_STATE + j] = buffer.ctypes.data + offsets[self.row_key] + state_shift
+                for j, name in enumerate(state.state_names):
+                    table[:, FIRST_STATE + j] = state.buffers[name].ctypes.data + offsets[self.row_key] + state_shift
+                if int8:  # each row's first block's absmax
+                    first_block = np.array([start // BLOCK for _, start, _ in rows], np.int64)
+                    for j, name in enumerate(state.state_names):
+                        block_offsets = np.array(state.layouts[name + ABSMAX].offsets, np.int64)
+                        table[:, FIRST_STATE + n_state + j] = (state.buffers[name + ABSMAX].ctypes.data
+                                                              + (block_offsets[self.row_key] + first_block) * 4)
             if copies is not None:
                 copy_base = np.array([c.ctypes.data for c in copies], np.int64)
                 table[:, -1] = copy_base[self.row_key] + np.array([start * 2 for _, start, _ in rows], np.int64)

@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ._jit import PROLOGUE, RuleMath
+from ._lowp import FORMAT_OF
 from ._plan import Plan
 from ._run import KernelRunner, NormPrepass, Scalars
 from ._state import OptimizerState
@@ -57,11 +58,13 @@ class Planner:
             state.allocate(call.layout, state_dtype_for(call.layout.dtype))
         state_dtype = state.state_dtype if stateful else state_dtype_for(call.layout.dtype)
         copy_views = None
+        kind = None
         if copies is not None:
             if not math.supports_copies:
                 raise LayoutError(f"{owner}.update_and_copy: {owner} brings its own kernel, which writes no copies")
             kind, copy_views = validate_copies(call, copies, state.buffers, owner)
-            kernel = math.copying_kernel(kind)
+        if kind is not None or (stateful and state_dtype in FORMAT_OF):
+            kernel = math.kernel_for(state_dtype if stateful else None, kind)
         parts = _thread_count() if runner.may_run_parallel(call.layout.total) else 1
         per_key = math.direction is not None
         n_keys = len(call.layout.keys)
@@ -70,7 +73,8 @@ class Planner:
         if copies is not None:
             plan.copies_source, plan.copy_arrays = copies, [copies[k] for k in call.layout.keys]
         plan.scalars_rows = (lambda rows: [rows[g] for g in key_group]) if per_key else (lambda rows: rows)
-        compute = np.result_type(call.layout.dtype, state_dtype)
+        # Low-precision state computes in the params' dtype (float32 at least).
+        compute = call.layout.dtype if state_dtype in FORMAT_OF else np.result_type(call.layout.dtype, state_dtype)
         plan.scalars = Scalars(n_keys if per_key else 1 + len(groups), math.width, compute)
         plan.prepass = None
         plan.norms = None

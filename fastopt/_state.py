@@ -10,6 +10,11 @@ own (:func:`state_layouts`).  For most rules every buffer is shaped like the
 params, so each key owns the slice ``[offset, offset + size)`` of every one
 of them; a rule whose state has other shapes (Adafactor's row and column
 factors) declares ``state_shape(name, param_shape)``.
+
+State kept as int8 codes (``state_dtype="int8"``, stored dtype uint8) has
+one more buffer per state name, ``"<name>.absmax"``: a float32 per block of
+:data:`~fastopt._lowp.BLOCK` elements of each key, in a float32 array of
+its own (``scale_root``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._layout import Layout
+from ._lowp import STORAGE, blocks_of
 
 #: The largest step count a state may be given (a checkpoint, ``opt.iter``):
 #: far beyond any training run, and far from where the kernel's int64
@@ -28,13 +34,32 @@ from ._layout import Layout
 MAX_STEP = 2**62
 
 
+#: Suffix of the per-block absmax buffer of each int8 state buffer.
+ABSMAX = ".absmax"
+INT8 = STORAGE["int8"]
+
+
 def state_layouts(state_names, state_shape, layout: Layout, state_dtype) -> dict[str, Layout]:
-    """Each state buffer's layout: the params' (``state_shape`` None), or the
-    shapes ``state_shape(name, param_shape)`` gives, key by key."""
+    """Each stored buffer's layout: the params' (``state_shape`` None), or the
+    shapes ``state_shape(name, param_shape)`` gives, key by key; for int8
+    state also each ``"<name>.absmax"`` (one float32 per block of each key)."""
     if state_shape is None:
-        return {n: layout for n in state_names}
-    return {n: Layout.from_shapes(layout.keys, [state_shape(n, s) for s in layout.shapes], state_dtype)
-            for n in state_names}
+        layouts = {n: layout for n in state_names}
+    else:
+        layouts = {n: Layout.from_shapes(layout.keys, [state_shape(n, s) for s in layout.shapes], state_dtype)
+                   for n in state_names}
+    if np.dtype(state_dtype) == INT8:
+        for n in state_names:
+            layouts[n + ABSMAX] = Layout.from_shapes(
+                layout.keys, [(blocks_of(size),) for size in layouts[n].sizes], np.float32)
+    return layouts
+
+
+def stored_names(state_names, state_dtype) -> tuple[str, ...]:
+    """The names of the stored buffers: the state names, then (int8) their absmax."""
+    if state_dtype is not None and np.dtype(state_dtype) == INT8:
+        return tuple(state_names) + tuple(n + ABSMAX for n in state_names)
+    return tuple(state_names)
 
 
 @dataclass(frozen=True)
@@ -86,9 +111,11 @@ class Carried:
 
 
 class OptimizerState:
-    def __init__(self, state_names: tuple[str, ...], carry=None, state_shape=None):
+    def __init__(self, state_names: tuple[str, ...], carry=None, state_shape=None, int8_unsigned=()):
         self.state_names = state_names
         self.state_shape = state_shape
+        #: State names stored with the unsigned code map (int8 state).
+        self.int8_unsigned = tuple(int8_unsigned or ())
         #: Each buffer's layout (the params' unless the rule shapes its state).
         self.layouts: dict[str, Layout] = {}
         #: The rule's carried floats (NAdam's), rebuilt after a restore.
@@ -96,6 +123,7 @@ class OptimizerState:
         self.layout: Layout | None = None
         self.state_dtype: np.dtype | None = None
         self.root = np.zeros(0)
+        self.scale_root = np.zeros(0, np.float32)
         self.buffers: dict[str, np.ndarray] = {}
         # The kernel advances this counter in the same call that updates the
         # params, so the two can never disagree.
@@ -125,22 +153,45 @@ class OptimizerState:
         return state_layouts(self.state_names, self.state_shape, layout, state_dtype)
 
     def allocate(self, layout: Layout, state_dtype: np.dtype) -> None:
-        """Fix the layout and allocate zeroed buffers."""
+        """Fix the layout and allocate buffers that hold zeros."""
         layouts = self.layouts_for(layout, state_dtype)
         root = np.zeros(sum(layouts[n].total for n in self.state_names), state_dtype)
-        self._install(layout, state_dtype, root, layouts)
+        scale_root = None
+        if np.dtype(state_dtype) == INT8:
+            from ._lowp import SIGNED_ZERO, UNSIGNED_ZERO
 
-    def _install(self, layout, state_dtype, root, layouts) -> None:
+            start = 0
+            for n in self.state_names:  # the zero code, in each buffer's map
+                root[start : start + layouts[n].total] = UNSIGNED_ZERO if n in self.int8_unsigned else SIGNED_ZERO
+                start += layouts[n].total
+            scale_root = np.zeros(sum(layouts[n + ABSMAX].total for n in self.state_names), np.float32)
+        self._install(layout, state_dtype, root, layouts, scale_root)
+
+    def _install(self, layout, state_dtype, root, layouts, scale_root=None) -> None:
         buffers, start = {}, 0
         for n in self.state_names:
             buffers[n] = root[start : start + layouts[n].total]
             start += layouts[n].total
+        if scale_root is None:
+            scale_root = np.zeros(0, np.float32)
+        else:
+            start = 0
+            for n in self.state_names:
+                buffers[n + ABSMAX] = scale_root[start : start + layouts[n + ABSMAX].total]
+                start += layouts[n + ABSMAX].total
         # One dict update (a single C call): an interrupt cannot leave a
         # layout without its buffers.
-        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers, layouts=layouts)
+        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers, layouts=layouts,
+                             scale_root=scale_root)
 
     def forget_layout(self) -> None:
-        self.__dict__.update(layout=None, state_dtype=None, root=np.zeros(0), buffers={}, layouts={})
+        self.__dict__.update(layout=None, state_dtype=None, root=np.zeros(0), buffers={}, layouts={},
+                             scale_root=np.zeros(0, np.float32))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the stored state occupies."""
+        return self.root.nbytes + self.scale_root.nbytes
 
     def views(self) -> dict[str, dict[str, np.ndarray]]:
         """``{state name: {key: view shaped as the state of that key}}`` (empty before the layout)."""
@@ -179,5 +230,9 @@ class OptimizerState:
             layouts = self.layouts_for(snapshot.layout, snapshot.state_dtype)
             root = np.concatenate([np.zeros(0, snapshot.state_dtype)]
                                   + [snapshot.buffers[n] for n in self.state_names]).astype(snapshot.state_dtype)
-            self._install(snapshot.layout, snapshot.state_dtype, root, layouts)
+            scale_root = None
+            if np.dtype(snapshot.state_dtype) == INT8:
+                scale_root = np.concatenate([np.zeros(0, np.float32)]
+                                            + [snapshot.buffers[n + ABSMAX] for n in self.state_names])
+            self._install(snapshot.layout, snapshot.state_dtype, root, layouts, scale_root)
         self.set_step(snapshot.step)

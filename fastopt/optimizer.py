@@ -25,6 +25,7 @@ from ._options import EngineOptions, checked_state_dtype
 from ._checkpoint import StateIO
 from ._hyper import Hyperparameters, is_schedule
 from ._jit import RuleMath
+from ._lowp import STORAGE
 from ._plan import Plan
 from ._planner import Planner
 from ._run import KernelRunner
@@ -89,7 +90,12 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         self._state_dtype = checked_state_dtype(state_dtype, type(self).__name__)
         self._groups = Groups(self, groups)
         object.__setattr__(self, "_math", self.choose_math())
-        self._state = OptimizerState(self._math.state_names, self._math.carry, self._math.state_shape)
+        if self._state_dtype in STORAGE and self._math.state_names:
+            refused = self._math.low_precision_error(self._state_dtype)
+            if refused:
+                raise HyperparameterError(f"{type(self).__name__}(state_dtype={self._state_dtype!r}): {refused}")
+        self._state = OptimizerState(self._math.state_names, self._math.carry, self._math.state_shape,
+                                     self._math.int8_unsigned)
         self._runner = KernelRunner(None, self.default_parallel_min_size, self._clear_plans)
         self._planner = Planner(self._math, self._state, self._runner)
         #: Updates skipped because of a non-finite gradient (nonfinite="skip").
@@ -239,7 +245,10 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         return dict(self._structure)
 
     def state_dtype_for(self, param_dtype) -> np.dtype:
-        """The state dtype this optimizer uses for params of ``param_dtype``."""
+        """The dtype this optimizer stores state in for params of ``param_dtype``
+        (uint16 for bfloat16 bits, uint8 for int8 codes)."""
+        if self._state_dtype in STORAGE:
+            return STORAGE[self._state_dtype]
         return np.dtype(param_dtype if self._state_dtype is None else self._state_dtype)
 
     def _resolved_rows(self, count: int) -> list:

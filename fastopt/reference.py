@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ._hyper import Hyperparameters
-from ._lowp import reference_bits
+from ._lowp import reference_bf16_values, reference_bits, reference_dequantize, reference_quantize
 from ._reduce import reference_key_sum_of_squares, reference_pairwise, reference_pairwise_axis, reference_runs_sum_of_squares
 from .rules import adafactor as _adafactor
 from .rules.adafactor import AdafactorHyperparameters
@@ -62,6 +62,9 @@ __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
 
 class ReferenceOptimizer(Hyperparameters):
     state_names: tuple[str, ...] = ()
+    #: State buffers that are never negative (stored with the unsigned code
+    #: map when ``state_dtype="int8"``).
+    nonnegative: tuple[str, ...] = ()
     #: Rules whose decay acts on the params themselves set this False.
     coupled_decay = True
     structure: dict = {}
@@ -73,7 +76,9 @@ class ReferenceOptimizer(Hyperparameters):
         self.__dict__.update(options)
         self.nonfinite, self.clip_norm, self.clip_value = nonfinite, clip_norm, clip_value
         self.maximize = maximize
-        self.state_dtype = None if state_dtype is None else np.dtype(state_dtype)
+        #: "bfloat16" or "int8" (stored as bits or as codes and absmax), else None.
+        self.state_format = state_dtype if state_dtype in ("bfloat16", "int8") else None
+        self.state_dtype = None if state_dtype is None or self.state_format else np.dtype(state_dtype)
         self.groups = {p: dict(o) for p, o in (groups or {}).items()}
         self.step_count = 0
         self.skipped_steps = 0
@@ -127,16 +132,39 @@ class ReferenceOptimizer(Hyperparameters):
             if self.coupled_decay and dt(hp.weight_decay) != 0:
                 g = g + dt(hp.weight_decay) * p
             state_dtype = self.state_dtype or dtypes[k]
-            state = {n: self.store.setdefault(n, {}).setdefault(k, np.zeros(self.state_shape(n, np.shape(p)),
-                                                                            state_dtype))
-                     for n in self.state_names}
+            if self.state_format is None:
+                state = {n: self.store.setdefault(n, {}).setdefault(k, np.zeros(self.state_shape(n, np.shape(p)),
+                                                                                state_dtype))
+                         for n in self.state_names}
+            else:
+                state = {n: self._decoded(n, k, np.shape(p)) for n in self.state_names}
             s = SimpleNamespace(**{n: a.astype(compute[k]) for n, a in state.items()})
             self.current_key = k
             self.current_dtype = dtypes[k]
             new_p, new_state = self.rule(p, g, s, hp, t, dt)
             for n in self.state_names:
-                self.store[n][k] = np.asarray(new_state[n]).astype(state_dtype)
+                if self.state_format is None:
+                    self.store[n][k] = np.asarray(new_state[n]).astype(state_dtype)
+                else:
+                    self._encode(n, k, np.asarray(new_state[n]))
             self._write(params, k, np.asarray(new_p).astype(dtypes[k]))
+
+    def _decoded(self, name, key, shape) -> np.ndarray:
+        """The float32 values of stored state (zeros before the key's first update)."""
+        stored = self.store.setdefault(name, {}).get(key)
+        if stored is None:
+            return np.zeros(shape, np.float32)
+        if self.state_format == "bfloat16":
+            return reference_bf16_values(stored)
+        return reference_dequantize(stored, self.store[name + ".absmax"][key], name in self.nonnegative)
+
+    def _encode(self, name, key, values) -> None:
+        if self.state_format == "bfloat16":
+            self.store[name][key] = reference_bits(values)  # float64 values round to float32 first
+        else:
+            codes, absmax = reference_quantize(values, name in self.nonnegative)
+            self.store[name][key] = codes
+            self.store.setdefault(name + ".absmax", {})[key] = absmax
 
     def update_and_copy(self, params, grads, copies):
         """``update``, then each new param's bfloat16 bits into ``copies[key]``
@@ -170,7 +198,12 @@ class ReferenceOptimizer(Hyperparameters):
 
     @property
     def state(self) -> dict[str, dict]:
-        return {n: dict(self.store.get(n, {})) for n in self.state_names}
+        """What is stored: float arrays, bfloat16 bits (uint16), or int8 codes
+        (uint8) with each name's ``"<name>.absmax"`` (float32 per block)."""
+        names = list(self.state_names)
+        if self.state_format == "int8":
+            names += [n + ".absmax" for n in self.state_names]
+        return {n: dict(self.store.get(n, {})) for n in names}
 
 
 class SGD(SGDHyperparameters, ReferenceOptimizer):
@@ -214,6 +247,7 @@ class Nesterov(NesterovHyperparameters, ReferenceOptimizer):
 
 
 class AdaGrad(AdaGradHyperparameters, ReferenceOptimizer):
+    nonnegative = ("h",)
     state_names = ("h",)
 
     def rule(self, p, g, s, hp, t, dt):
@@ -222,6 +256,7 @@ class AdaGrad(AdaGradHyperparameters, ReferenceOptimizer):
 
 
 class RMSprop(RMSpropHyperparameters, ReferenceOptimizer):
+    nonnegative = ("h",)
     state_names = ("h",)
 
     def rule(self, p, g, s, hp, t, dt):
@@ -230,6 +265,7 @@ class RMSprop(RMSpropHyperparameters, ReferenceOptimizer):
 
 
 class Adam(AdamHyperparameters, ReferenceOptimizer):
+    nonnegative = ("v", "v_max")
     structure = {"amsgrad": False}
 
     @property
@@ -248,6 +284,7 @@ class Adam(AdamHyperparameters, ReferenceOptimizer):
 
 
 class AdamW(AdamWHyperparameters, ReferenceOptimizer):
+    nonnegative = ("v", "v_max")
     coupled_decay = False
     structure = {"amsgrad": False}
 
@@ -269,6 +306,7 @@ class AdamW(AdamWHyperparameters, ReferenceOptimizer):
 
 
 class NAdam(NAdamHyperparameters, ReferenceOptimizer):
+    nonnegative = ("v",)
     """torch's NAdam; ``mu_product`` per key, as torch keeps it per param."""
 
     state_names = ("m", "v")
@@ -297,6 +335,7 @@ class NAdam(NAdamHyperparameters, ReferenceOptimizer):
 
 
 class RAdam(RAdamHyperparameters, ReferenceOptimizer):
+    nonnegative = ("v",)
     state_names = ("m", "v")
     structure = {"decoupled_weight_decay": False}
 
@@ -321,6 +360,7 @@ class RAdam(RAdamHyperparameters, ReferenceOptimizer):
 
 
 class Adamax(AdamaxHyperparameters, ReferenceOptimizer):
+    nonnegative = ("u",)
     state_names = ("m", "u")
 
     def rule(self, p, g, s, hp, t, dt):
@@ -330,6 +370,7 @@ class Adamax(AdamaxHyperparameters, ReferenceOptimizer):
 
 
 class Adadelta(AdadeltaHyperparameters, ReferenceOptimizer):
+    nonnegative = ("v", "acc_delta")
     state_names = ("v", "acc_delta")
 
     def rule(self, p, g, s, hp, t, dt):
@@ -357,6 +398,7 @@ class Rprop(RpropHyperparameters, ReferenceOptimizer):
 
 
 class AdaBelief(AdaBeliefHyperparameters, ReferenceOptimizer):
+    nonnegative = ("s",)
     state_names = ("m", "s")
 
     def rule(self, p, g, s, hp, t, dt):
@@ -486,6 +528,7 @@ class Adafactor(AdafactorHyperparameters, ReferenceOptimizer):
 
 
 class TorchAdam(TorchAdamHyperparameters, ReferenceOptimizer):
+    nonnegative = ("v", "v_max")
     structure = {"amsgrad": False}
 
     @property
@@ -503,6 +546,7 @@ class TorchAdam(TorchAdamHyperparameters, ReferenceOptimizer):
 
 
 class TorchAdagrad(TorchAdagradHyperparameters, ReferenceOptimizer):
+    nonnegative = ("h",)
     state_names = ("h",)
 
     def rule(self, p, g, s, hp, t, dt):
@@ -512,6 +556,7 @@ class TorchAdagrad(TorchAdagradHyperparameters, ReferenceOptimizer):
 
 
 class TorchRMSprop(TorchRMSpropHyperparameters, ReferenceOptimizer):
+    nonnegative = ("h",)
     structure = {"centered": False}
 
     @property

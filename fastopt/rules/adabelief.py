@@ -72,7 +72,8 @@ def update(p, g, i, m, s, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, ep
     return p - lr * ((mi / bias1) / (np.sqrt(si / bias2) + eps))
 
 
-MATH = RuleMath("AdaBelief", ("m", "s"), Scalars, scalars, update, depends_on_step=True)
+MATH = RuleMath("AdaBelief", ("m", "s"), Scalars, scalars, update, depends_on_step=True,
+                int8_unsigned=("s",))
 
 
 class AdaBelief(AdaBeliefHyperparameters, Optimizer):

@@ -51,7 +51,8 @@ def update(p, g, i, v, acc_delta, lr, rho, one_minus_rho, eps):
     return p - lr * delta
 
 
-MATH = RuleMath("Adadelta", ("v", "acc_delta"), Scalars, scalars, update, depends_on_step=False)
+MATH = RuleMath("Adadelta", ("v", "acc_delta"), Scalars, scalars, update, depends_on_step=False,
+                int8_unsigned=("v", "acc_delta"))
 
 
 class Adadelta(AdadeltaHyperparameters, Optimizer):

@@ -565,6 +565,10 @@ class FactoredMath(RuleMath):
     #: Its own kernel writes no low-precision copies.
     supports_copies = False
 
+    def low_precision_error(self, state_format: str) -> str:
+        return ("Adafactor keeps its state in float (its factored second moments are already a row and a "
+                "column per matrix; its own kernel reads no low-precision state)")
+
     def bind(self, runner, plan, kernel, scalars_, state, state_dtype) -> None:
         layout = plan.layout
         tables = _Tables(layout, plan.key_group, state.layouts_for(layout, state_dtype),

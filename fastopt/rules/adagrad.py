@@ -51,7 +51,7 @@ def update(p, g, i, h, lr, eps):
     return p - lr * g / (np.sqrt(hi) + eps)
 
 
-MATH = RuleMath("AdaGrad", ("h",), Scalars, scalars, update, depends_on_step=False)
+MATH = RuleMath("AdaGrad", ("h",), Scalars, scalars, update, depends_on_step=False, int8_unsigned=("h",))
 
 
 class AdaGrad(AdaGradHyperparameters, Optimizer):

@@ -82,8 +82,9 @@ def amsgrad_update(p, g, i, m, v, v_max, lr_t, one_minus_beta1, one_minus_beta2,
     return p - lr_t * mi / (np.sqrt(top) + eps)
 
 
-MATH = RuleMath("Adam", ("m", "v"), Scalars, scalars, update, depends_on_step=True)
-AMSGRAD_MATH = RuleMath("AdamAMSGrad", ("m", "v", "v_max"), Scalars, scalars, amsgrad_update, depends_on_step=True)
+MATH = RuleMath("Adam", ("m", "v"), Scalars, scalars, update, depends_on_step=True, int8_unsigned=("v",))
+AMSGRAD_MATH = RuleMath("AdamAMSGrad", ("m", "v", "v_max"), Scalars, scalars, amsgrad_update, depends_on_step=True,
+                         int8_unsigned=("v", "v_max"))
 
 
 class Adam(AdamHyperparameters, Optimizer):

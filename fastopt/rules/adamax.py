@@ -55,7 +55,7 @@ def update(p, g, i, m, u, step_size, one_minus_beta1, beta2, eps):
     return p - step_size * (mi / ui)
 
 
-MATH = RuleMath("Adamax", ("m", "u"), Scalars, scalars, update, depends_on_step=True)
+MATH = RuleMath("Adamax", ("m", "u"), Scalars, scalars, update, depends_on_step=True, int8_unsigned=("u",))
 
 
 class Adamax(AdamaxHyperparameters, Optimizer):

@@ -89,9 +89,10 @@ def amsgrad_update(p, g, i, m, v, v_max, step_size, sqrt_bias2, decay, beta1, on
     return p - step_size * mi / (np.sqrt(top) / sqrt_bias2 + eps)
 
 
-MATH = RuleMath("AdamW", ("m", "v"), Scalars, scalars, update, depends_on_step=True, coupled_decay=None)
+MATH = RuleMath("AdamW", ("m", "v"), Scalars, scalars, update, depends_on_step=True, coupled_decay=None,
+                int8_unsigned=("v",))
 AMSGRAD_MATH = RuleMath("AdamWAMSGrad", ("m", "v", "v_max"), Scalars, scalars, amsgrad_update,
-                        depends_on_step=True, coupled_decay=None)
+                        depends_on_step=True, coupled_decay=None, int8_unsigned=("v", "v_max"))
 
 
 class AdamW(AdamWHyperparameters, Optimizer):

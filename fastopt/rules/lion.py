@@ -57,7 +57,8 @@ def update(p, g, i, m, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, weigh
     return p - lr * (sign(c) + weight_decay * p)
 
 
-MATH = RuleMath("Lion", ("m",), Scalars, scalars, update, depends_on_step=False, coupled_decay=None)
+MATH = RuleMath("Lion", ("m",), Scalars, scalars, update, depends_on_step=False, coupled_decay=None,
+                int8_unsigned=())
 
 
 class Lion(LionHyperparameters, Optimizer):

@@ -45,7 +45,7 @@ def update(p, g, i, v, lr, momentum):
     return p + vi
 
 
-MATH = RuleMath("Momentum", ("v",), Scalars, scalars, update, depends_on_step=False)
+MATH = RuleMath("Momentum", ("v",), Scalars, scalars, update, depends_on_step=False, int8_unsigned=())
 
 
 class Momentum(MomentumHyperparameters, Optimizer):

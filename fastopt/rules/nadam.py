@@ -91,9 +91,11 @@ def update(p, g, i, m, v, decay, one_minus_beta1, beta2, one_minus_beta2, bias2,
 
 
 CARRY = Carry(initial=(1.0,), advance=advance)
-MATH = RuleMath("NAdam", ("m", "v"), Scalars, scalars_for(False), update, depends_on_step=True, carry=CARRY)
+MATH = RuleMath("NAdam", ("m", "v"), Scalars, scalars_for(False), update, depends_on_step=True, carry=CARRY,
+                int8_unsigned=("v",))
 DECOUPLED_MATH = RuleMath("NAdamDecoupled", ("m", "v"), Scalars, scalars_for(True), update,
-                          depends_on_step=True, coupled_decay=None, carry=CARRY)
+                          depends_on_step=True, coupled_decay=None, carry=CARRY,
+                          int8_unsigned=("v",))
 
 
 class NAdam(NAdamHyperparameters, Optimizer):

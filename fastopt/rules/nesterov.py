@@ -56,7 +56,7 @@ def update(p, g, i, v, lr, momentum, momentum_sq, one_plus_momentum_lr):
     return p
 
 
-MATH = RuleMath("Nesterov", ("v",), Scalars, scalars, update, depends_on_step=False)
+MATH = RuleMath("Nesterov", ("v",), Scalars, scalars, update, depends_on_step=False, int8_unsigned=())
 
 
 class Nesterov(NesterovHyperparameters, Optimizer):

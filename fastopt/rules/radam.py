@@ -95,9 +95,10 @@ def update(p, g, i, m, v, decay, one_minus_beta1, beta2, one_minus_beta2, rectif
     return p - plain_step * mi
 
 
-MATH = RuleMath("RAdam", ("m", "v"), Scalars, scalars_for(False), update, depends_on_step=True)
+MATH = RuleMath("RAdam", ("m", "v"), Scalars, scalars_for(False), update, depends_on_step=True,
+                int8_unsigned=("v",))
 DECOUPLED_MATH = RuleMath("RAdamDecoupled", ("m", "v"), Scalars, scalars_for(True), update,
-                          depends_on_step=True, coupled_decay=None)
+                          depends_on_step=True, coupled_decay=None, int8_unsigned=("v",))
 
 
 class RAdam(RAdamHyperparameters, Optimizer):

@@ -48,7 +48,7 @@ def update(p, g, i, h, lr, decay_rate, one_minus_decay_rate, eps):
     return p - lr * g / (np.sqrt(hi) + eps)
 
 
-MATH = RuleMath("RMSprop", ("h",), Scalars, scalars, update, depends_on_step=False)
+MATH = RuleMath("RMSprop", ("h",), Scalars, scalars, update, depends_on_step=False, int8_unsigned=("h",))
 
 
 class RMSprop(RMSpropHyperparameters, Optimizer):

@@ -79,7 +79,7 @@ def momentum_update(p, g, i, momentum_buffer, lr, momentum, one_minus_dampening,
 
 MATH = RuleMath("SGD", (), Scalars, scalars, update, depends_on_step=False)
 MOMENTUM_MATH = RuleMath("SGDMomentum", ("momentum_buffer",), MomentumScalars, momentum_scalars,
-                         momentum_update, depends_on_step=True)
+                         momentum_update, depends_on_step=True, int8_unsigned=())
 
 
 def has_momentum_buffer(momentum) -> bool:

@@ -42,7 +42,7 @@ def scalars(hp, t) -> Scalars:
     return Scalars(lr=hp.lr / (1.0 + (t - 1) * hp.lr_decay), eps=hp.eps)
 
 
-MATH = RuleMath("TorchAdagrad", ("h",), Scalars, scalars, update, depends_on_step=True)
+MATH = RuleMath("TorchAdagrad", ("h",), Scalars, scalars, update, depends_on_step=True, int8_unsigned=("h",))
 
 
 class TorchAdagrad(TorchAdagradHyperparameters, Optimizer):

@@ -41,9 +41,10 @@ def scalars(hp, t) -> adamw.Scalars:
     return adamw.scalars(hp, t)._replace(decay=1.0)
 
 
-MATH = RuleMath("TorchAdam", ("m", "v"), adamw.Scalars, scalars, adamw.update, depends_on_step=True)
+MATH = RuleMath("TorchAdam", ("m", "v"), adamw.Scalars, scalars, adamw.update, depends_on_step=True,
+                int8_unsigned=("v",))
 AMSGRAD_MATH = RuleMath("TorchAdamAMSGrad", ("m", "v", "v_max"), adamw.Scalars, scalars, adamw.amsgrad_update,
-                        depends_on_step=True)
+                        depends_on_step=True, int8_unsigned=("v", "v_max"))
 
 
 class TorchAdam(TorchAdamHyperparameters, Optimizer):

@@ -89,13 +89,14 @@ def centered_momentum_update(p, g, i, h, a, b, lr, alpha, one_minus_alpha, eps, 
 
 #: (centered, momentum buffer) -> math
 MATHS = {
-    (False, False): RuleMath("TorchRMSprop", ("h",), Scalars, scalars, update, depends_on_step=False),
+    (False, False): RuleMath("TorchRMSprop", ("h",), Scalars, scalars, update, depends_on_step=False,
+                                     int8_unsigned=("h",)),
     (True, False): RuleMath("TorchRMSpropCentered", ("h", "a"), Scalars, scalars, centered_update,
-                            depends_on_step=False),
+                            depends_on_step=False, int8_unsigned=("h",)),
     (False, True): RuleMath("TorchRMSpropMomentum", ("h", "b"), Scalars, scalars, momentum_update,
-                            depends_on_step=False),
+                            depends_on_step=False, int8_unsigned=("h",)),
     (True, True): RuleMath("TorchRMSpropCenteredMomentum", ("h", "a", "b"), Scalars, scalars,
-                           centered_momentum_update, depends_on_step=False),
+                           centered_momentum_update, depends_on_step=False, int8_unsigned=("h",)),
 }
 
 
