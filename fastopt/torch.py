@@ -123,8 +123,9 @@ class _FastoptOptimizer(torch.optim.Optimizer):
     #: Whether torch keeps ``state[p]["step"]`` for this rule (SGD does not).
     _has_step = True
 
-    def __init__(self, params, defaults):
+    def __init__(self, params, defaults, state_dtype=None):
         self._engines = None
+        self._state_dtype = _checked_state_dtype(state_dtype, type(self).__name__)
         super().__init__(params, defaults)
 
     # -- param groups -------------------------------------------------------------
@@ -273,7 +274,8 @@ class _FastoptOptimizer(torch.optim.Optimizer):
         hyper = {gi: self._hyperparameters(self.param_groups[gi]) for gi in group_ids}
         rule = self._rule(structure)
         return rule(**hyper[group_ids[0]], **{k: v for k, v in structure.items() if k in rule.structure},
-                    maximize=maximize, groups={f"{gi}.*": hyper[gi] for gi in group_ids}), hyper
+                    maximize=maximize, state_dtype=self._state_dtype,
+                    groups={f"{gi}.*": hyper[gi] for gi in group_ids}), hyper
 
     def load_state_dict(self, state_dict) -> None:
         # torch casts every floating state entry to its param's dtype; the
@@ -377,14 +379,20 @@ class _Engine:
                 if name not in buffers:
                     continue  # a buffer this configuration has not (amsgrad off, no momentum)
                 view = buffers[name][key]
+                bits = view.dtype == np.uint16  # bfloat16 state: torch's bfloat16 tensors on its bits
                 if torch.is_tensor(old.get(torch_name)):
                     source = old[torch_name].detach().reshape(view.shape).to(
-                        torch.float64 if view.dtype == np.float64 else torch.float32)
-                    view[...] = source.numpy()
+                        torch.bfloat16 if bits else torch.float64 if view.dtype == np.float64 else torch.float32)
+                    view[...] = source.view(torch.int16).numpy().view(np.uint16) if bits else source.numpy()
+                elif bits:
+                    wide = np.zeros(view.shape, np.float32)
+                    owner._initial_state(group, name, wide)
+                    view[...] = torch.from_numpy(wide).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
                 else:
                     owner._initial_state(group, name, view)
                 if view.size or not owner._skip_empty(name):
-                    new[torch_name] = torch.from_numpy(view)
+                    new[torch_name] = (torch.from_numpy(view.view(np.int16)).view(torch.bfloat16) if bits
+                                       else torch.from_numpy(view))
             if owner._has_step:
                 step = old.get("step")
                 counts.append(float(step) if step is not None else 0.0)
@@ -603,6 +611,22 @@ class _StepCounts:
 # -- torch's optimizers -------------------------------------------------------------------
 
 
+_STATE_DTYPES = {None: None, "float32": "float32", "float64": "float64", "bfloat16": "bfloat16",
+                 torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
+
+
+def _checked_state_dtype(value, owner: str):
+    """None, float32, float64 or bfloat16 (names or torch dtypes)."""
+    if value == "int8":
+        raise ValueError(f"fastopt.torch.{owner}: state_dtype='int8' is offered by fastopt's own optimizers "
+                         "(fastopt.AdamW(state_dtype='int8')), not in torch's state format; use 'bfloat16'")
+    try:
+        return _STATE_DTYPES[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"fastopt.torch.{owner}: state_dtype must be None, 'float32', 'float64' or 'bfloat16' "
+                         f"(or the torch dtype), got {value!r}") from None
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -630,14 +654,14 @@ class SGD(_FastoptOptimizer):
     _has_step = False
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False, foreach=None, differentiable=False, fused=None):
+                 maximize=False, foreach=None, differentiable=False, fused=None, state_dtype=None):
         _check_common(lr, weight_decay=weight_decay)
         _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize, foreach=foreach,
-                                      differentiable=differentiable, fused=fused))
+                                      differentiable=differentiable, fused=fused), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _SGD
@@ -657,14 +681,14 @@ class Adam(_FastoptOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
-                 decoupled_weight_decay=None):
+                 decoupled_weight_decay=None, state_dtype=None):
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled_default
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, foreach=foreach, capturable=capturable,
                                       differentiable=differentiable, fused=fused,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+                                      decoupled_weight_decay=decoupled_weight_decay), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _AdamW if structure["decoupled_weight_decay"] else _TorchAdam
@@ -681,10 +705,10 @@ class AdamW(Adam):
     _decoupled_default = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None):
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None, state_dtype=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True)
+                         decoupled_weight_decay=True, state_dtype=state_dtype)
 
 
 class Adagrad(_FastoptOptimizer):
@@ -694,14 +718,15 @@ class Adagrad(_FastoptOptimizer):
     _state_names = {"h": "sum"}
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
-                 foreach=None, *, maximize=False, differentiable=False, fused=None):
+                 foreach=None, *, maximize=False, differentiable=False, fused=None, state_dtype=None):
         _check_common(lr, eps, weight_decay)
         _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
         _check(initial_accumulator_value >= 0.0,
                f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, foreach=foreach,
-                                      maximize=maximize, differentiable=differentiable, fused=fused))
+                                      maximize=maximize, differentiable=differentiable, fused=fused),
+                         state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _TorchAdagrad
@@ -718,13 +743,13 @@ class RMSprop(_FastoptOptimizer):
     _state_names = {"h": "square_avg", "a": "grad_avg", "b": "momentum_buffer"}
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
-                 capturable=False, foreach=None, maximize=False, differentiable=False):
+                 capturable=False, foreach=None, maximize=False, differentiable=False, *, state_dtype=None):
         _check_common(lr, eps, weight_decay)
         _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
         _check(alpha >= 0.0, f"Invalid alpha value: {alpha}")
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                                       weight_decay=weight_decay, capturable=capturable, foreach=foreach,
-                                      maximize=maximize, differentiable=differentiable))
+                                      maximize=maximize, differentiable=differentiable), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _TorchRMSprop
@@ -741,13 +766,13 @@ class NAdam(_FastoptOptimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
                  decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False):
+                 differentiable=False, state_dtype=None):
         _check_common(lr, eps, weight_decay, betas)
         _check(momentum_decay >= 0.0, f"Invalid momentum_decay value: {momentum_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize, foreach=foreach, capturable=capturable,
-                                      differentiable=differentiable))
+                                      differentiable=differentiable), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _NAdam
@@ -782,11 +807,12 @@ class RAdam(_FastoptOptimizer):
     _state_names = {"m": "exp_avg", "v": "exp_avg_sq"}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
-                 *, foreach=None, maximize=False, capturable=False, differentiable=False):
+                 *, foreach=None, maximize=False, capturable=False, differentiable=False, state_dtype=None):
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                                      foreach=foreach, capturable=capturable, differentiable=differentiable))
+                                      foreach=foreach, capturable=capturable, differentiable=differentiable),
+                         state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _RAdam
@@ -802,10 +828,11 @@ class Adamax(_FastoptOptimizer):
     _state_names = {"m": "exp_avg", "u": "exp_inf"}
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *,
-                 maximize=False, differentiable=False, capturable=False):
+                 maximize=False, differentiable=False, capturable=False, state_dtype=None):
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
-                                      maximize=maximize, differentiable=differentiable, capturable=capturable))
+                                      maximize=maximize, differentiable=differentiable, capturable=capturable),
+                         state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _Adamax
@@ -818,11 +845,12 @@ class Adadelta(_FastoptOptimizer):
     _state_names = {"v": "square_avg", "acc_delta": "acc_delta"}
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False,
-                 maximize=False, differentiable=False):
+                 maximize=False, differentiable=False, state_dtype=None):
         _check_common(lr, eps, weight_decay)
         _check(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                                      capturable=capturable, foreach=foreach, differentiable=differentiable))
+                                      capturable=capturable, foreach=foreach, differentiable=differentiable),
+                         state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _Adadelta
@@ -836,7 +864,7 @@ class Adafactor(_FastoptOptimizer):
     _state_names = {"row_var": "row_var", "col_var": "col_var", "variance": "variance"}
 
     def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
-                 foreach=None, maximize=False):
+                 foreach=None, maximize=False, state_dtype=None):
         _check(float(lr) >= 0.0, f"Learning rate should be >= 0 but is: {lr}")
         _check(beta2_decay <= 0.0, f"beta2_decay should be <= 0 but is: {beta2_decay}")
         _check(eps[0] is None or eps[0] >= 0.0, f"epsilon1 should be >= 0 but is: {eps[0]}")
@@ -844,7 +872,7 @@ class Adafactor(_FastoptOptimizer):
         _check(d >= 1.0, f"Clipping threshold d should be >= 1 but is: {d}")
         _check(weight_decay >= 0.0, f"weight_decay should be >= 0 but is: {weight_decay}")
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
-                                      foreach=foreach, maximize=maximize))
+                                      foreach=foreach, maximize=maximize), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _Adafactor
@@ -862,10 +890,10 @@ class Lion(_FastoptOptimizer):
 
     _state_names = {"m": "exp_avg"}
 
-    def __init__(self, params, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=1e-3, *, maximize=False):
+    def __init__(self, params, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=1e-3, *, maximize=False, state_dtype=None):
         _check_common(lr, weight_decay=weight_decay, betas=(beta1, beta2))
         super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _Lion
@@ -878,10 +906,10 @@ class LAMB(_FastoptOptimizer):
     _state_names = {"m": "exp_avg", "v": "exp_avg_sq"}
 
     def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, eps_root=0.0, weight_decay=0.0, *,
-                 maximize=False):
+                 maximize=False, state_dtype=None):
         _check_common(lr, eps, weight_decay, (beta1, beta2))
         super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root,
-                                      weight_decay=weight_decay, maximize=maximize))
+                                      weight_decay=weight_decay, maximize=maximize), state_dtype=state_dtype)
 
     def _rule(self, structure):
         return _LAMB

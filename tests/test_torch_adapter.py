@@ -13,6 +13,7 @@ import torch
 
 import fastopt.torch as ft
 from fastopt import reference
+from fastopt._lowp import reference_bits
 
 #: Each class torch has, with the configurations compared: default, weight
 #: decay, and amsgrad / maximize / the rule's structural options.
@@ -579,3 +580,47 @@ def test_a_state_dict_whose_groups_lack_newer_keys():
     resumed.load_state_dict(saved)
     run(resumed, params, 2, torch.float32, first=2)
     assert float(resumed.state[params[0]]["step"]) == 4.0
+
+
+@pytest.mark.parametrize("cls, rule", [("AdamW", "AdamW"), ("Adagrad", "TorchAdagrad"), ("RMSprop", "TorchRMSprop")])
+def test_bfloat16_state_is_the_engines_and_loads_into_torch(cls, rule):
+    """state_dtype="bfloat16": the state tensors are torch bfloat16 on the
+    engine's bits, the steps are the reference's with bfloat16 state, and the
+    state dict loads into torch.optim and back."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 3))
+    params = list(model.parameters())
+    ref_params = {f"0.{j}": p.detach().numpy().copy() for j, p in enumerate(params)}
+    kwargs = {"AdamW": {}, "Adagrad": {"initial_accumulator_value": 0.1}, "RMSprop": {"centered": True}}[cls]
+    opt = getattr(ft, cls)(params, lr=1e-2, state_dtype="bfloat16", **kwargs)
+    ref_kwargs = {"AdamW": dict(weight_decay=1e-2, eps=1e-8), "Adagrad": dict(), "RMSprop": dict(centered=True)}[cls]
+    ref = getattr(reference, rule)(lr=1e-2, state_dtype="bfloat16", **ref_kwargs)
+    if cls == "Adagrad":  # torch's initial accumulator, as the engine's first stored state
+        ref.store["h"] = {k: reference_bits(np.full(v.shape, 0.1, np.float32)) for k, v in ref_params.items()}
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    for _ in range(8):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        grads = {f"0.{j}": p.grad.numpy().copy() for j, p in enumerate(params)}
+        opt.step()
+        ref.update(ref_params, grads)
+    for j, p in enumerate(params):
+        assert np.array_equal(p.detach().numpy(), ref_params[f"0.{j}"])
+    name, torch_name = next(iter(opt._state_names.items()))
+    state = opt.state[params[0]][torch_name]
+    assert state.dtype == torch.bfloat16
+    assert np.array_equal(state.view(torch.int16).numpy().view(np.uint16), ref.state[name]["0.0"])
+
+    plain = getattr(torch.optim, cls)(params, lr=1e-2, **kwargs)
+    plain.load_state_dict(opt.state_dict())
+    back = getattr(ft, cls)(params, lr=1e-2, state_dtype="bfloat16", **kwargs)
+    back.load_state_dict(plain.state_dict())
+    back.step()  # adopts the widened state, rounded again to the same bits
+    assert back.state[params[0]][torch_name].dtype == torch.bfloat16
+
+
+def test_int8_state_is_refused_with_the_way_to_get_it():
+    with pytest.raises(ValueError, match="int8.*fastopt.AdamW"):
+        ft.AdamW([torch.nn.Parameter(torch.zeros(3))], state_dtype="int8")
+    with pytest.raises(ValueError, match="state_dtype"):
+        ft.AdamW([torch.nn.Parameter(torch.zeros(3))], state_dtype="float16")
