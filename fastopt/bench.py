@@ -909,6 +909,91 @@ def torch_adapter_report(results: list[TorchAdapterResult], env: dict) -> list[s
     return lines
 
 
+# -- low-precision state -------------------------------------------------------------
+
+#: The state case (``--cases state``): rules, sizes and state formats.
+STATE_RULES = ("Adam", "AdamW")
+STATE_SIZES = (1_000, 10_000_000, 100_000_000)
+STATE_FORMATS = ("float32", "bfloat16", "int8")
+
+
+@dataclass
+class StateResult:
+    rule: str
+    n: int
+    state_dtype: str
+    seconds: float  # fastopt, median per update
+    x_float32: float  # the float32-state update's time / this one's
+    pct_of_roof: float  # this format's same-traffic roof / this one's time
+    bytes_per_element: float  # what one update moves per element, this format
+    state_bytes_per_param: float
+
+
+def state_bytes_per_element(rule: Rule, state_format: str) -> float:
+    """Params read and written, grads read (float32), and each state buffer
+    read and written in its stored form (int8: a code, plus 4 bytes of absmax
+    per 256 elements)."""
+    n_state = len(rule.fast().math.state_names)
+    per_state = {"float32": 4.0, "bfloat16": 2.0, "int8": 1.0 + 4.0 / 256}[state_format]
+    return 3 * 4 + 2 * n_state * per_state
+
+
+def _state_roof(rule: Rule, n: int, state_format: str, variant: str):
+    """The update's traffic in this format with trivial arithmetic (the
+    absmax, 1.6% of an int8 state's bytes, left out)."""
+    rng = np.random.default_rng(1)
+    n_state = len(rule.fast().math.state_names)
+    stored = {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[state_format]
+    p, g = rng.standard_normal(n).astype(np.float32), (rng.standard_normal(n) * 1e-3).astype(np.float32)
+    states = [np.zeros(n, stored) for _ in range(n_state)]
+    fn = getattr(ROOFS[n_state], variant)
+    return lambda: fn(p, g, *states)
+
+
+def state_formats(rules=STATE_RULES, sizes=STATE_SIZES, rounds: int = 9, progress: bool = True) -> list[StateResult]:
+    """fastopt's update with float32, bfloat16 and int8 state, float32 params,
+    grads kept between steps, each format's roof, interleaved rounds."""
+    results = []
+    for name in rules:
+        rule = BY_NAME[name]
+        for n in sizes:
+            rng = np.random.default_rng(0)
+            grads = {"w": (rng.standard_normal(n) * 1e-3).astype(np.float32)}
+            steps, optimizers = {}, {}
+            for state_format in STATE_FORMATS:
+                opt = rule.fast(state_dtype=state_format)
+                params = {"w": rng.standard_normal(n).astype(np.float32)}
+                steps[state_format] = lambda opt=opt, params=params: opt.update(params, grads)
+                optimizers[state_format] = opt
+                for variant in ("serial", "parallel"):
+                    steps[f"roof {state_format} {variant}"] = _state_roof(rule, n, state_format, variant)
+            medians = {k: statistics.median(v) for k, v in time_interleaved(steps, rounds).items()}
+            for state_format in STATE_FORMATS:
+                roof = min(medians[f"roof {state_format} serial"], medians[f"roof {state_format} parallel"])
+                seconds = medians[state_format]
+                result = StateResult(name, n, state_format, seconds, medians["float32"] / seconds,
+                                     100.0 * roof / seconds, state_bytes_per_element(rule, state_format),
+                                     optimizers[state_format].optimizer_state.nbytes / n)
+                if progress:
+                    print(f"  state {name} N={n:.0e} {state_format}: x float32 {result.x_float32:.2f}, "
+                          f"{result.pct_of_roof:.0f}% of roof", file=sys.stderr)
+                results.append(result)
+            del steps, optimizers
+    return results
+
+
+def state_formats_report(results: list[StateResult]) -> list[str]:
+    lines = ["low-precision state - float32 params, fastopt's update per state format; x float32: the "
+             "float32-state time / this one's, same run; roof: the same traffic in this format"]
+    header = (f"{'rule':<6} {'N':>9} {'state':<9} {'fastopt':>11} {'x float32':>9} {'% roof':>6} "
+              f"{'B/elem':>6} {'state B/param':>13}")
+    lines += [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.rule:<6} {r.n:>9.0e} {r.state_dtype:<9} {_fmt_time(r.seconds):>11} {r.x_float32:>9.2f} "
+                     f"{r.pct_of_roof:>6.0f} {r.bytes_per_element:>6.1f} {r.state_bytes_per_param:>13.2f}")
+    return lines
+
+
 def extra_checks(rules) -> dict:
     checks = {"allocation_bytes_at_1e7": {}, "cold_start": {}, "nonfinite_check_cost": {}, "clip_norm_cost": {}}
     if any(rule.name == "AdamW" for rule in rules):
@@ -1004,7 +1089,7 @@ def book_loop_report(book: list[BookLoopResult]) -> list[str]:
 
 
 def report(results: list[Result], checks: dict | None, env: dict, book: list[BookLoopResult] | None = None,
-           adapter: list[TorchAdapterResult] | None = None) -> str:
+           adapter: list[TorchAdapterResult] | None = None, state: list[StateResult] | None = None) -> str:
     lines = [
         "fastopt bench - median seconds per update over interleaved rounds",
         "  " + ", ".join(f"{k} {v}" for k, v in env.items()),
@@ -1014,6 +1099,8 @@ def report(results: list[Result], checks: dict | None, env: dict, book: list[Boo
         lines += book_loop_report(book) + [""]
     if adapter:
         lines += torch_adapter_report(adapter, env) + [""]
+    if state:
+        lines += state_formats_report(state) + [""]
     if results:
         lines += [
             "throughput - float32, the same params and grads every call",
@@ -1188,7 +1275,7 @@ def plot(results: list[Result], path: str) -> bool:
     return True
 
 
-CASES = ("throughput", "mlp", "book", "torch")
+CASES = ("throughput", "mlp", "book", "torch", "state")
 
 
 def _names(choices, what):
@@ -1212,7 +1299,8 @@ def main(argv=None) -> int:
                         help="what to run, space- or comma-separated: throughput (sizes x layouts, float32), "
                         "mlp (the book MultiLayerNet layout, float32), book (the book's loop: fresh float64 "
                         "grads every step against the book's optimizers, and the shared SGD), torch (fastopt.torch.AdamW "
-                        "against torch.optim.AdamW, when torch is installed) (all)")
+                        "against torch.optim.AdamW, when torch is installed), state (Adam and AdamW with float32, "
+                        "bfloat16 and int8 state at 1e3, 1e7, 1e8 elements) (all)")
     parser.add_argument("--sizes", nargs="+", type=lambda s: int(float(s)),
                         help="element counts, e.g. 1e3 1e6 (1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
@@ -1251,13 +1339,14 @@ def main(argv=None) -> int:
             print("torch is not installed (pip install 'fastopt[torch]'): no torch adapter case", file=sys.stderr)
         else:
             adapter = torch_adapter(rounds)
+    state = state_formats(rounds=rounds) if "state" in cases else []
     checks = None if (args.quick or args.no_checks or "throughput" not in cases) else extra_checks(rules)
-    print(report(results, checks, env, book, adapter))
+    print(report(results, checks, env, book, adapter, state))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "results": [asdict(r) for r in results],
                        "book_loop": [dict(asdict(r), ratio=r.ratio) for r in book], "checks": checks,
-                       "torch_adapter": [asdict(r) for r in adapter]},
+                       "torch_adapter": [asdict(r) for r in adapter], "state": [asdict(r) for r in state]},
                       f, indent=1)
         print(f"\nresults written to {args.json}")
     if args.markdown:
