@@ -62,6 +62,19 @@ def test_weight_decay(tmp_path):
         assert len(c["train"]) == len(c["test"]) == 25
 
 
+def test_low_precision_state(tmp_path):
+    run_example("low_precision_state.py", tmp_path)
+    assert (tmp_path / "low_precision_state.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "low_precision_state.json").read_text())
+    assert set(summary) == {"Adam lr 0.001", "AdamW lr 0.001, weight_decay 0.01", "Lion lr 3e-4, weight_decay 0.1"}
+    for rule, runs in summary.items():
+        assert set(runs) == {"float32", "bfloat16", "int8"}
+        for state_dtype, r in runs.items():
+            assert r["finite"] and r["loss"][-1] < 0.5 * r["loss"][0], (rule, state_dtype)
+            assert r["test_accuracy"] > 0.85, (rule, state_dtype)
+        assert runs["int8"]["state_bytes_per_param"] < 0.26 * runs["float32"]["state_bytes_per_param"]
+
+
 def test_examples_run_without_matplotlib(tmp_path):
     out = run_example("optimizer_paths.py", tmp_path, block_matplotlib=True)
     assert "no plot drawn" in out
