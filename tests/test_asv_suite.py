@@ -27,6 +27,7 @@ def test_asv_check_and_quick_subset(tmp_path):
     book = [
         "-b", r"BookLoop.time_update\('SGD', .*, '64-256-256-10'\)",
         "-b", r"BookLoop.track_speedup\('(SGD|shared SGD)', '64-256-256-10'\)",
+        "-b", r"StateFormats.track_(time_vs_float32|state_bytes_per_param)\('Adam', '(bfloat16|int8)', 1000\)",
     ]
     result = subprocess.run(
         ["bash", str(ROOT / "asv_benchmarks" / "run.sh"), "check", *book],
@@ -45,3 +46,4 @@ def test_asv_check_and_quick_subset(tmp_path):
     assert not re.search(r"\bAdamW\s+fastopt\s+1000\s+[0-9.]+±", output)  # CHECK_RULES held
     assert "BookLoop.time_update" in output and "BookLoop.track_speedup" in output
     assert "shared SGD" in output
+    assert "StateFormats.track_time_vs_float32" in output and "StateFormats.track_state_bytes_per_param" in output

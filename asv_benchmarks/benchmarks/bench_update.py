@@ -146,6 +146,71 @@ class Figures:
     track_gb_per_s.unit = "GB/s (higher is better)"
 
 
+# -- low-precision state ----------------------------------------------------------------
+
+STATE_RULES = ["Adam", "AdamW", "Lion"]
+STATE_FORMATS = ["float32", "bfloat16", "int8"]
+STATE_SIZES = [1_000, 10_000_000]
+
+
+def make_state_update(rule_name, state_format, n, seed=0):
+    """(one-update callable, optimizer) for one float32 array with the state
+    kept in ``state_format``; NotImplementedError where the commit lacks it."""
+    import fastopt
+
+    rule = _rule(rule_name)
+    try:
+        opt = rule.fast(state_dtype=state_format)
+    except Exception as exc:  # a commit without this format
+        raise NotImplementedError(f"{rule_name}(state_dtype={state_format!r}): {exc}")
+    rng = np.random.default_rng(seed)
+    params = {"w": rng.standard_normal(n).astype(np.float32)}
+    grads = {"w": (rng.standard_normal(n) * 1e-3).astype(np.float32)}
+    update = lambda: opt.update(params, grads)  # noqa: E731
+    update()
+    update()
+    return update, opt
+
+
+class StateFormats:
+    """The update with float32, bfloat16 and int8 state (float32 params).
+
+    ``track_time_vs_float32``: this format's time per update over the
+    float32-state update's, measured side by side (lower is better; below 1
+    the compact state is also the faster).  ``track_state_bytes_per_param``:
+    the stored state's bytes per param (lower is better).
+    """
+
+    params = [STATE_RULES, STATE_FORMATS, STATE_SIZES]
+    param_names = ["rule", "state_dtype", "n"]
+    timeout = 600
+
+    def setup(self, rule, state_format, n):
+        self.update, self.opt = make_state_update(rule, state_format, n)
+        self.float32, _ = make_state_update(rule, "float32", n, seed=1)
+        mine, theirs = [], []
+        for _ in range(3):
+            mine.append(_median_seconds(self.update))
+            theirs.append(_median_seconds(self.float32))
+        self.ratio = float(np.median(mine)) / float(np.median(theirs))
+
+    def time_update(self, rule, state_format, n):
+        self.update()
+
+    def track_time_vs_float32(self, rule, state_format, n):
+        return self.ratio
+
+    track_time_vs_float32.unit = "time / float32-state time (lower is better)"
+
+    def track_state_bytes_per_param(self, rule, state_format, n):
+        state = getattr(self.opt, "optimizer_state", None)
+        if state is None or not hasattr(state, "nbytes"):
+            raise NotImplementedError("no optimizer_state.nbytes at this commit")
+        return state.nbytes / n
+
+    track_state_bytes_per_param.unit = "bytes of state per param (lower is better)"
+
+
 # -- the book's loop ----------------------------------------------------------------
 #
 # What readers of "Deep Learning from Scratch" run: ``grads =
