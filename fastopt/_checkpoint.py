@@ -203,12 +203,16 @@ def _validated(opt, state, where):
         return hyper, groups, Snapshot(None, step, None, {})
     dtype = _float_dtype(state.get("dtype"), "dtype", where)
     saved_as = state.get("state_dtype")
-    state_dtype = STORAGE[saved_as] if saved_as in STORAGE else _float_dtype(saved_as, "state_dtype", where)
+    if isinstance(saved_as, str) and saved_as in STORAGE:
+        state_dtype = STORAGE[saved_as]
+    else:
+        state_dtype = _float_dtype(saved_as, "state_dtype", where)
     expected_state_dtype = opt.state_dtype_for(dtype)
     if state_dtype != expected_state_dtype:
+        hint = ("; state_dict(dequantize=True) of the saving optimizer gives float32 state, which this one loads"
+                if saved_as in STORAGE and expected_state_dtype == np.float32 else "")
         raise _fail(f"the state is stored as {saved_as}, this optimizer keeps {_format_name(expected_state_dtype)} "
-                    "state (state_dtype must match; state_dict(dequantize=True) gives float32 state that an "
-                    "optimizer with state_dtype='float32' loads)", where)
+                    f"state (state_dtype must match{hint})", where)
     layout = Layout.from_shapes(keys, shape_list, dtype)
     _check_against_current(opt.layout, layout, where)
 

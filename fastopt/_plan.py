@@ -184,7 +184,7 @@ class Plan:
         ):
             self._own_scalar_buffers(call)
         self.writeback = call.writeback
-        self.keepalive = (call.param_views, call.grad_views, state.root)
+        self.keepalive = (call.param_views, call.grad_views, state.root, state.scale_root)
         n_keys = len(layout.keys)
         itemsize = layout.dtype.itemsize
         state_itemsize = state.root.dtype.itemsize

@@ -306,8 +306,9 @@ class AdamW(AdamWHyperparameters, ReferenceOptimizer):
 
 
 class NAdam(NAdamHyperparameters, ReferenceOptimizer):
-    nonnegative = ("v",)
     """torch's NAdam; ``mu_product`` per key, as torch keeps it per param."""
+
+    nonnegative = ("v",)
 
     state_names = ("m", "v")
     structure = {"decoupled_weight_decay": False}

@@ -289,6 +289,14 @@ class _FastoptOptimizer(torch.optim.Optimizer):
                 wide[p] = {name: value.detach().to(torch.float32).clone()
                            for name, value in state_dict["state"].get(i, {}).items()
                            if name != "step" and torch.is_tensor(value) and value.is_floating_point()}
+            elif self._state_dtype is not None:
+                # State kept in another dtype than the param's (float64
+                # moments of float32 params) is put back as saved, not
+                # rounded through the param's dtype.
+                wide[p] = {name: value.detach().clone()
+                           for name, value in state_dict["state"].get(i, {}).items()
+                           if name != "step" and torch.is_tensor(value) and value.is_floating_point()
+                           and value.dtype != p.dtype}
         super().load_state_dict(state_dict)
         for p, entries in wide.items():
             self.state[p].update(entries)

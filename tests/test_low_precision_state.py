@@ -273,6 +273,22 @@ def test_state_dict_can_give_dequantized_float32_state(state_format):
     assert np.array_equal(full.state["m"]["W1"], decoded["state"]["m"]["W1"])
 
 
+def test_a_plan_keeps_the_absmax_buffers_it_points_into_alive():
+    """The segment table holds raw addresses of the absmax buffers; a load
+    replaces them while a plan (maybe running in another thread) exists."""
+    import gc
+    import weakref
+
+    params = {"w": np.ones(1000, np.float32)}
+    opt = fastopt.Adam(state_dtype="int8")
+    opt.update(params, {"w": np.ones(1000, np.float32)})
+    plan = opt._planner.plan_for(params)
+    scales = weakref.ref(opt.optimizer_state.scale_root)
+    opt.load_state_dict(opt.state_dict())
+    gc.collect()
+    assert scales() is not None and plan is not None
+
+
 def test_refusals_name_the_rule_and_the_format():
     with pytest.raises(fastopt.HyperparameterError, match="LAMB.*int8"):
         fastopt.LAMB(state_dtype="int8")

@@ -619,6 +619,31 @@ def test_bfloat16_state_is_the_engines_and_loads_into_torch(cls, rule):
     assert back.state[params[0]][torch_name].dtype == torch.bfloat16
 
 
+def test_float64_state_of_float32_params_resumes_exactly():
+    """torch's load_state_dict casts state to the param's dtype; float64
+    moments of float32 params are put back as saved."""
+    torch.manual_seed(1)
+    p = torch.nn.Parameter(torch.randn(50))
+    q = torch.nn.Parameter(p.detach().clone())
+    grads = [torch.randn(50) for _ in range(6)]
+    whole = ft.Adam([p], lr=1e-2, state_dtype="float64")
+    for g in grads:
+        p.grad = g.clone()
+        whole.step()
+    first = ft.Adam([q], lr=1e-2, state_dtype="float64")
+    for g in grads[:3]:
+        q.grad = g.clone()
+        first.step()
+    resumed = ft.Adam([q], lr=1e-2, state_dtype="float64")
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.state[q]["exp_avg"].dtype == torch.float64
+    for g in grads[3:]:
+        q.grad = g.clone()
+        resumed.step()
+    assert torch.equal(p, q)
+    assert torch.equal(whole.state[p]["exp_avg_sq"], resumed.state[q]["exp_avg_sq"])
+
+
 def test_int8_state_is_refused_with_the_way_to_get_it():
     with pytest.raises(ValueError, match="int8.*fastopt.AdamW"):
         ft.AdamW([torch.nn.Parameter(torch.zeros(3))], state_dtype="int8")

@@ -156,8 +156,6 @@ STATE_SIZES = [1_000, 10_000_000]
 def make_state_update(rule_name, state_format, n, seed=0):
     """(one-update callable, optimizer) for one float32 array with the state
     kept in ``state_format``; NotImplementedError where the commit lacks it."""
-    import fastopt
-
     rule = _rule(rule_name)
     try:
         opt = rule.fast(state_dtype=state_format)
