@@ -160,3 +160,15 @@ def test_torch_adapter_case_runs():
     assert all(r.seconds > 0 and r.x_fused > 0 and r.x_default > 0 for r in results)
     text = "\n".join(bench.torch_adapter_report(results, bench.environment()))
     assert "x fused" in text and "3 tensors bf16" in text
+
+
+def test_cli_state_case(capsys):
+    assert bench.main(["--cases", "state", "--sizes", "3000", "--rounds", "1", "--rules", "AdamW"]) == 0
+    out = capsys.readouterr().out
+    assert "low-precision state" in out and "throughput" not in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("AdamW ")]
+    assert [r[2] for r in rows] == ["float32", "bfloat16", "int8"]
+    per_element = {r[2]: float(r[-2]) for r in rows}
+    per_param = {r[2]: float(r[-1]) for r in rows}
+    assert per_element == {"float32": 28.0, "bfloat16": 20.0, "int8": 16.1}
+    assert per_param["float32"] == 8.0 and per_param["bfloat16"] == 4.0 and per_param["int8"] <= 2.1
