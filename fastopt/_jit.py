@@ -24,7 +24,10 @@ the grads' addresses into the table); when it fails the kernel returns the
 key's index having written nothing, and the facade validates fully.
 A kernel made by :meth:`RuleMath.copying_kernel` has one more column, the
 address of a uint16 array that receives each new param's bfloat16 bits in
-the same pass (:meth:`fastopt.Optimizer.update_and_copy`).
+the same pass (:meth:`fastopt.Optimizer.update_and_copy`).  For state kept
+as bfloat16 bits or int8 codes (``state_dtype=``), :meth:`RuleMath.kernel_for`
+makes the tiled variant: ``s_like`` is uint16 or uint8, and int8 state has
+one more column per state buffer, the address of its blocks' float32 absmax.
 
 **The prologue** (the engine's, identical for every rule, in this order):
 clamp to ``[-clip_value, clip_value]`` (when ``clip_value > 0``), multiply
@@ -339,10 +342,11 @@ def {name}(table, scalars, step, p_like, s_like, block):
 '''
 
 # State stored in a low-precision format (bfloat16 bits, int8 codes) goes
-# through tiles of BLOCK elements: each state buffer's tile is decoded into
-# a float scratch array, the rule's update runs on the tile as it would on
-# float state, and the tile is encoded back - one pass over memory, the
-# tile in L1.  A tile of int8 state is one quantization block.
+# through tiles of BLOCK elements, and the rule's update runs on float
+# scratch arrays of one tile as it would on float state: bfloat16 is
+# converted element by element inside the update's loop; an int8 tile - one
+# quantization block - is decoded before the loop and requantized after it.
+# One pass over memory, the tile in L1.
 _TILED_SKELETON = '''
 def {name}(table, scalars, step, p_like, s_like, block):
     bad = check_and_bind(block, table)
@@ -759,7 +763,7 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None, storage: n
     if tiled:
         codecs = dict(BLOCK=_lowp.BLOCK, absmax_like=np.empty(0, np.float32), to_bits=_lowp.bf16_bits,
                       float32_bits=_lowp.float32_bits, bits_float32=_lowp.bits_float32,
-                      decode_bf16=_lowp.decode_bf16, encode_bf16=_lowp.encode_bf16,
+                      decode_bf16=_lowp.decode_bf16,
                       decode_signed=_lowp.decode_signed, encode_signed=_lowp.encode_signed,
                       decode_unsigned=_lowp.decode_unsigned, encode_unsigned=_lowp.encode_unsigned)
         jit_namespace.update(codecs)

@@ -260,14 +260,10 @@ decode_unsigned, encode_unsigned = _tile_codecs(False)
 
 @numba.extending.register_jitable
 def decode_bf16(stored, absmax, block, n, tile):
+    """bfloat16 bits to float32 (a trust-ratio rule's norm pass; the update
+    converts inside its own loop).  ``absmax`` and ``block`` are unused."""
     for j in range(n):
         tile[j] = bits_float32(np.uint32(stored[j]) << np.uint32(16))
-
-
-@numba.extending.register_jitable
-def encode_bf16(stored, absmax, block, n, tile):
-    for j in range(n):
-        stored[j] = bf16_bits(float32_bits(np.float32(tile[j])))
 
 
 # -- the reference's encodings: whole-array NumPy, another way -----------------------
