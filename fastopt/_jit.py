@@ -321,7 +321,9 @@ def load_or_compile(dispatcher, signature) -> None:
 # -- kernels generated from a rule's math ---------------------------------------------
 
 
-_SKELETON = '''
+# Every kernel's start: the bind check, then per row its length and its
+# group's prologue scalars (the rule's follow in {load_scalars}).
+_ROW_HEAD = '''
 def {name}(table, scalars, step, p_like, s_like, block):
     bad = check_and_bind(block, table)
     if bad >= 0:
@@ -333,7 +335,9 @@ def {name}(table, scalars, step, p_like, s_like, block):
         grad_scale = sc[1]
         coupled_decay = sc[2]
 {load_scalars}
-        p = array_at(table[row, {PARAM}], n, p_like)
+'''
+
+_SKELETON = _ROW_HEAD + '''        p = array_at(table[row, {PARAM}], n, p_like)
         g = array_at(table[row, {GRAD}], n, p_like)
 {load_state}{load_copy}
 {loops}
@@ -347,19 +351,7 @@ def {name}(table, scalars, step, p_like, s_like, block):
 # converted element by element inside the update's loop; an int8 tile - one
 # quantization block - is decoded before the loop and requantized after it.
 # One pass over memory, the tile in L1.
-_TILED_SKELETON = '''
-def {name}(table, scalars, step, p_like, s_like, block):
-    bad = check_and_bind(block, table)
-    if bad >= 0:
-        return bad
-    for row in prange(table.shape[0]):
-        n = table[row, {LENGTH}]
-        sc = scalars[table[row, {GROUP}]]
-        clip_value = sc[0]
-        grad_scale = sc[1]
-        coupled_decay = sc[2]
-{load_scalars}
-        row_p = array_at(table[row, {PARAM}], n, p_like)
+_TILED_SKELETON = _ROW_HEAD + '''        row_p = array_at(table[row, {PARAM}], n, p_like)
         row_g = array_at(table[row, {GRAD}], n, p_like)
 {load_state}{load_copy}
         for start in range(0, n, BLOCK):

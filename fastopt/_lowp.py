@@ -271,7 +271,6 @@ def decode_bf16(stored, absmax, block, n, tile):
 
 def reference_quantize(values: np.ndarray, unsigned: bool) -> tuple[np.ndarray, np.ndarray]:
     """(codes uint8, absmax float32 per block) of one key's state (any shape)."""
-    codes_map = UNSIGNED_CODES if unsigned else SIGNED_CODES
     midpoints = (UNSIGNED_MIDPOINTS if unsigned else SIGNED_MIDPOINTS)[:-1]
     flat = np.asarray(values).astype(np.float32).ravel()
     n_blocks = blocks_of(flat.size)
@@ -287,8 +286,7 @@ def reference_quantize(values: np.ndarray, unsigned: bool) -> tuple[np.ndarray, 
     codes = np.searchsorted(midpoints, x, side="left")  # midpoints below x
     if unsigned:
         codes = np.where(x > 0, np.maximum(codes, 1), codes)
-    zero = int(np.flatnonzero(codes_map == 0)[0])
-    codes[bad | empty] = zero
+    codes[bad | empty] = UNSIGNED_ZERO if unsigned else SIGNED_ZERO
     absmax = np.where(bad, np.float32(math.nan), absmax).astype(np.float32)
     return codes.astype(np.uint8).ravel()[: flat.size].reshape(np.shape(values)), absmax
 

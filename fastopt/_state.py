@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._layout import Layout
-from ._lowp import STORAGE, blocks_of
+from ._lowp import SIGNED_ZERO, STORAGE, UNSIGNED_ZERO, blocks_of
 
 #: The largest step count a state may be given (a checkpoint, ``opt.iter``):
 #: far beyond any training run, and far from where the kernel's int64
@@ -158,8 +158,6 @@ class OptimizerState:
         root = np.zeros(sum(layouts[n].total for n in self.state_names), state_dtype)
         scale_root = None
         if np.dtype(state_dtype) == INT8:
-            from ._lowp import SIGNED_ZERO, UNSIGNED_ZERO
-
             start = 0
             for n in self.state_names:  # the zero code, in each buffer's map
                 root[start : start + layouts[n].total] = UNSIGNED_ZERO if n in self.int8_unsigned else SIGNED_ZERO

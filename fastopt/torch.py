@@ -360,7 +360,7 @@ class _Engine:
         # did not vectorise).
         self.copies = None
         if dtype == torch.bfloat16 and self.rule.supports_copies:
-            self.copies = {key: p.detach().view(torch.int16).numpy().view(np.uint16)
+            self.copies = {key: _bf16_bits(p.detach())
                            for key, (_, _, p) in zip(self.keys, entries)}
         self.rule.init(views)
         self.params = [p for _, _, p in entries]
@@ -391,11 +391,11 @@ class _Engine:
                 if torch.is_tensor(old.get(torch_name)):
                     source = old[torch_name].detach().reshape(view.shape).to(
                         torch.bfloat16 if bits else torch.float64 if view.dtype == np.float64 else torch.float32)
-                    view[...] = source.view(torch.int16).numpy().view(np.uint16) if bits else source.numpy()
+                    view[...] = _bf16_bits(source) if bits else source.numpy()
                 elif bits:
                     wide = np.zeros(view.shape, np.float32)
                     owner._initial_state(group, name, wide)
-                    view[...] = torch.from_numpy(wide).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+                    view[...] = _bf16_bits(torch.from_numpy(wide).to(torch.bfloat16))
                 else:
                     owner._initial_state(group, name, view)
                 if view.size or not owner._skip_empty(name):
@@ -617,6 +617,11 @@ class _StepCounts:
 
 
 # -- torch's optimizers -------------------------------------------------------------------
+
+
+def _bf16_bits(tensor) -> np.ndarray:
+    """The bits of a contiguous bfloat16 CPU tensor, as a uint16 array on its memory."""
+    return tensor.view(torch.int16).numpy().view(np.uint16)
 
 
 _STATE_DTYPES = {None: None, "float32": "float32", "float64": "float64", "bfloat16": "bfloat16",
