@@ -366,7 +366,7 @@ class StateIO:
     def restore(self, hyperparameters: dict, groups: dict, snapshot) -> None:
         """Install validated hyperparameters, groups and state (checkpoint code only)."""
         self._hyper.update(hyperparameters)
-        self._groups = Groups(self, groups)
+        self._groups = Groups(self, groups, self._groups.partial_layout)
         self._state.restore(snapshot)
         self._clear_plans()
         self._hyperparameters_changed()

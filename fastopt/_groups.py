@@ -62,7 +62,11 @@ class Group:
 class Groups(Mapping):
     """The groups of an optimizer, by pattern, in matching order."""
 
-    def __init__(self, owner, spec):
+    def __init__(self, owner, spec, partial_layout: bool = False):
+        #: The layouts are parts of a larger one (a shard of
+        #: :mod:`fastopt.distributed`): a pattern may match none of a part's
+        #: keys (the whole layout was checked once).
+        self.partial_layout = partial_layout
         if spec is None:
             spec = {}
         if not isinstance(spec, Mapping):
@@ -103,7 +107,7 @@ class Groups(Mapping):
                     break
             rows.append(row)
         unused = [p for p in patterns if p not in used]
-        if unused:
+        if unused and not self.partial_layout:
             raise HyperparameterError(
                 f"{owner_name}(groups=...): patterns {unused} match none of the keys {list(keys)} "
                 "(or only keys an earlier pattern took)"

@@ -237,7 +237,9 @@ def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_
     """(first key holding a nan or inf, or -1; float64 sum of squares).
 
     ``c_like`` is a row of scalars in the arithmetic dtype; ``c_like[0]`` is
-    the clip value (0: none).  ``key_sums`` receives each key's sum.
+    the clip value (0: none).  ``block_sums`` receives each block's sum and
+    ``key_sums`` each key's (a sharded optimizer combines the block sums of
+    every rank's shard).
 
     Unclamped grads squared as they are (no clip value; the arithmetic dtype
     at least as wide as theirs) need no scratch, and their block sum is
@@ -275,7 +277,7 @@ def _grad_prepass(blocks, grad_base, g_like, c_like, want_norm, block_sums, key_
             break
     if not want_norm:
         return first_bad, 0.0
-    combine_by_key(blocks, block_sums, key_sums)
+    combine_by_key(blocks, block_sums.copy(), key_sums)  # the block sums stay readable
     scratch = key_sums.copy()
     return first_bad, _pairwise_in_place(scratch, scratch.size)
 
