@@ -75,6 +75,22 @@ def test_low_precision_state(tmp_path):
         assert runs["int8"]["state_bytes_per_param"] < 0.26 * runs["float32"]["state_bytes_per_param"]
 
 
+def test_data_parallel_on_two_ranks(tmp_path):
+    from test_distributed import mpiexec
+
+    command = [mpiexec(), "-n", "2", sys.executable, str(EXAMPLES / "data_parallel.py"), "--quick", "--out",
+               str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "data_parallel.json").read_text())
+    assert summary["ranks"] == 2 and "MPICH" in summary["mpi"]
+    assert summary["identical_on_every_rank"] and summary["equal_to_one_process"]
+    assert sum(summary["state_bytes_per_rank"]) == summary["state_bytes_one_process"]
+    assert max(summary["state_bytes_per_rank"]) <= summary["state_bytes_one_process"] / 2 + 2**20
+    assert summary["test_accuracy"] > 0.5
+    assert "equal to one process: True" in result.stdout
+
+
 def test_examples_run_without_matplotlib(tmp_path):
     out = run_example("optimizer_paths.py", tmp_path, block_matplotlib=True)
     assert "no plot drawn" in out
