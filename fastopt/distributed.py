@@ -69,6 +69,7 @@ import json
 import math
 import os
 import time
+from bisect import bisect_right
 from collections.abc import Mapping
 
 import numpy as np
@@ -88,6 +89,9 @@ assert ALIGN % INT8_BLOCK == 0
 
 #: Default seconds a collective may wait for the other ranks.
 DEFAULT_TIMEOUT = 60.0
+#: Default elements moved per round of the exchange (64 MiB of float32): the
+#: exchange buffers hold about this many, whatever the layout's size.
+DEFAULT_BUCKET = 2**24
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "fastopt.sharded-state"
@@ -173,18 +177,18 @@ def reference_step(opt, params, grads_per_rank) -> None:
 
 
 @helper
-def _average_in_rank_order(out, rows, rank, own, first, divisor):
-    """``out[first:first + len(own)]`` = the rank-order sum of that range of
-    each rank's chunk, divided by ``divisor`` (the rank count in out's dtype).
+def _average_in_rank_order(target, rows, rank, own, first, divisor):
+    """``target`` = the rank-order sum of ``rows[:, first:first + len(own)]``,
+    with ``own`` as this rank's row, divided by ``divisor`` (the rank count
+    in the grads' dtype).
 
-    ``rows[r]`` holds rank r's chunk of this shard as received; this rank's
+    ``rows[r]`` holds rank r's part of this shard as received; this rank's
     own is ``own`` (read from its grads, never copied into ``rows``).  Blocks
     of 2048 elements stay in the L1 cache while each source is added to
     them, and each inner loop indexes 1-D views from 0 (so that LLVM
     vectorises it); every element still sees ``((g0 + g1) + g2 ...) / N``."""
     n_ranks = rows.shape[0]
     count = own.size
-    target = out[first : first + count]
     if n_ranks == 2:  # one pass
         g0 = own if rank == 0 else rows[0, first : first + count]
         g1 = own if rank == 1 else rows[1, first : first + count]
@@ -342,13 +346,17 @@ class ShardedOptimizer:
     ...``) must be made on every rank alike, as any SPMD code does.
     """
 
-    def __init__(self, opt: Optimizer, comm=None, *, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, opt: Optimizer, comm=None, *, timeout: float = DEFAULT_TIMEOUT,
+                 bucket_size: int = DEFAULT_BUCKET):
         if not isinstance(opt, Optimizer):
             raise TypeError(f"ShardedOptimizer: expected a fastopt optimizer, got {type(opt).__name__}")
         if opt.layout is not None or opt.step_count:
             raise ValueError("ShardedOptimizer: give it a new optimizer (this one already holds a layout or state)")
         if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"ShardedOptimizer: timeout must be a positive number of seconds, got {timeout!r}")
+        if type(bucket_size) is not int or bucket_size < 1:
+            raise ValueError(f"ShardedOptimizer: bucket_size must be a positive int (elements), got {bucket_size!r}")
+        self.bucket_size = bucket_size
         if comm is None:
             from mpi4py import MPI
 
@@ -422,23 +430,23 @@ class ShardedOptimizer:
         self.start, self.stop = ranges[self.rank]
         self.pieces = [pieces_of(layout, a, b) for a, b in ranges]
         self._mine = self.pieces[self.rank]
-        counts = np.array([b - a for a, b in ranges], np.int64)
-        self._counts = counts
+        self._counts = np.array([b - a for a, b in ranges], np.int64)
         self._displs = np.array([a for a, _ in ranges], np.int64)
         dtype = layout.dtype
         size = self.stop - self.start
-        # Nothing is sent to oneself: MPI's copy of one's own chunk cost twice
-        # the transfer of the others' here, and the sum reads it from the grads.
-        self._send_counts = counts.copy()
-        self._send_counts[self.rank] = 0
-        self._send = np.empty(layout.total, dtype)  # the grads going to other ranks (unless an arena)
-        self._rows = np.empty((self.size, size), dtype)  # row r: rank r's chunk of my shard
-        self._recv_counts = np.full(self.size, size, np.int64)
-        self._recv_counts[self.rank] = 0
-        self._recv_displs = np.arange(self.size, dtype=np.int64) * size
         self._divisor = dtype.type(self.size)
-        self._averaged = np.empty(size, dtype)
-        self._gathered = None  # the params, flat (unless they are an arena); made at the first update
+        self._averaged = np.empty(size, dtype)  # this shard's averaged grads
+        # Buckets: round j moves part j of every shard, so the buffers hold
+        # about bucket_size elements, not the layout.  bounds[r, j] is where
+        # part j of rank r's shard starts (global flat index).
+        rounds = max(1, -(-layout.total // self.bucket_size))
+        self._bounds = np.array([[a + (j * (b - a)) // rounds for j in range(rounds + 1)] for a, b in ranges],
+                                np.int64)
+        parts = np.diff(self._bounds, axis=1)  # [rank, round] elements
+        widest = int(parts[self.rank].max())
+        self._rows = np.empty((self.size, widest), dtype)  # row r: rank r's part of my shard
+        self._bucket = np.empty(int(parts.sum(axis=0).max()), dtype)  # parts bound to (or from) every rank
+        self._recv_displs = np.arange(self.size, dtype=np.int64) * widest
         # The global block table: each rank's blocks are a consecutive run of it.
         self._blocks = block_table(layout.sizes)
         self._block_counts = np.zeros(self.size, np.int64)
@@ -471,9 +479,9 @@ class ShardedOptimizer:
             self.init(params)
         with net.all_or_none("update"):
             params_flat, shard_params = self._bind(params)
-            send = self._stage_grads(grads)
+            checked_grads = self._checked_grads(grads)
 
-        self._exchange_grads(*send)
+        self._exchange_grads(*checked_grads)
         skipped = False
         if shard_params:
             before = self.opt.skipped_steps
@@ -519,9 +527,9 @@ class ShardedOptimizer:
         self._bound = (identity, arena, shard)
         return arena, shard
 
-    def _stage_grads(self, grads) -> tuple[np.ndarray, list]:
-        """(a flat buffer holding the grads other ranks need, each key's grads
-        flat), after checking keys, shapes and dtypes."""
+    def _checked_grads(self, grads) -> tuple[np.ndarray | None, list]:
+        """(a flat view of the grads if they are an arena, else None; each key's
+        grads flat), after checking keys, shapes and dtypes."""
         layout = self.layout
         if not isinstance(grads, Mapping):
             raise TypeError(f"grads: expected a dict of arrays, got {type(grads).__name__}")
@@ -539,50 +547,69 @@ class ShardedOptimizer:
                 raise ShapeMismatchError(f"grads[{key!r}]: expected shape {shape}, got {got}")
             arrays.append(value)
         arena = _arena_of(arrays, layout) if all(type(a) is np.ndarray for a in arrays) else None
-        flat = [np.reshape(np.asarray(value), -1) for value in arrays]
-        if arena is not None:
-            return arena, flat
-        send, start, stop = self._send, self.start, self.stop
-        for value, offset, size in zip(flat, layout.offsets, layout.sizes):
-            for lo, hi in ((offset, min(offset + size, start)), (max(offset, stop), offset + size)):
-                if lo < hi:  # the parts of this key in other ranks' shards
-                    send[lo:hi] = value[lo - offset : hi - offset]
-        return send, flat
+        return arena, [np.reshape(np.asarray(value), -1) for value in arrays]
 
-    def _exchange_grads(self, send, flat) -> None:
-        net = self._net
-        rows = self._rows
-        request = net.comm.Ialltoallv([send, (self._send_counts, self._displs)],
-                                      [rows, (self._recv_counts, self._recv_displs)])
-        net.wait(request, "the grads' exchange", (send, rows))
-        first = 0
-        for k, a, b in self._mine:
-            _average_in_rank_order(self._averaged, rows, self.rank, flat[k][a:b], first, self._divisor)
-            first += b - a
+    def _runs(self, lo: int, hi: int):
+        """(key index, first, stop) of the keys' elements in the flat range [lo, hi)."""
+        offsets, sizes = self.layout.offsets, self.layout.sizes
+        k = max(0, bisect_right(offsets, lo) - 1)
+        while k < len(offsets) and offsets[k] < hi:
+            a, b = max(lo, offsets[k]), min(hi, offsets[k] + sizes[k])
+            if a < b:
+                yield k, a - offsets[k], b - offsets[k]
+            k += 1
+
+    def _exchange_grads(self, arena, flat) -> None:
+        """Average the grads into this shard's buffer, bucket by bucket.
+
+        Nothing is sent to oneself: MPI's copy of one's own part cost twice
+        the transfer of the others' here, and the sum reads it from the grads."""
+        net, rank, bounds = self._net, self.rank, self._bounds
+        rows, bucket = self._rows, self._bucket
+        counts = np.empty(self.size, np.int64)
+        recv_counts = np.zeros(self.size, np.int64)
+        for j in range(bounds.shape[1] - 1):
+            counts[:] = bounds[:, j + 1] - bounds[:, j]
+            mine = int(counts[rank])
+            counts[rank] = 0
+            recv_counts[:] = mine
+            recv_counts[rank] = 0
+            if arena is not None:
+                send, displs = arena, bounds[:, j]
+            else:  # pack the parts of the other ranks' shards, in rank order
+                send, displs = bucket, np.concatenate([[0], np.cumsum(counts)[:-1]])
+                for r in range(self.size):
+                    if r != rank:
+                        _pack(bucket, int(displs[r]), flat, self._runs(bounds[r, j], bounds[r, j + 1]))
+            request = net.comm.Ialltoallv([send, (counts, displs)], [rows, (recv_counts, self._recv_displs)])
+            net.wait(request, "the grads' exchange", (send, rows))
+            lo = int(bounds[rank, j])
+            for k, a, b in self._runs(lo, lo + mine):
+                x = self.layout.offsets[k] + a
+                _average_in_rank_order(self._averaged[x - self.start : x - self.start + b - a], rows, rank,
+                                       flat[k][a:b], x - lo, self._divisor)
 
     def _gather_params(self, params, arena) -> None:
-        net = self._net
-        layout = self.layout
-        if arena is None:
-            if self._gathered is None:
-                self._gathered = np.empty(layout.total, layout.dtype)
-            flat = self._gathered
-            for k, a, b in self._mine:
-                offset = layout.offsets[k]
-                flat[offset + a : offset + b] = params[layout.keys[k]].reshape(-1)[a:b]
-        else:
-            flat = arena
+        """Every rank's updated shard to every rank: in place in an arena, else
+        bucket by bucket through the bucket buffer."""
         from mpi4py import MPI
 
-        request = net.comm.Iallgatherv(MPI.IN_PLACE, [flat, (self._counts, self._displs)])
-        net.wait(request, "the params' gather", (flat,))
-        if arena is None:
-            start, stop = self.start, self.stop
-            for key, offset, size in zip(layout.keys, layout.offsets, layout.sizes):
-                value = params[key].reshape(-1)
-                for lo, hi in ((offset, min(offset + size, start)), (max(offset, stop), offset + size)):
-                    if lo < hi:  # this rank's own shard is already in place
-                        value[lo - offset : hi - offset] = flat[lo:hi]
+        net, rank, bounds = self._net, self.rank, self._bounds
+        if arena is not None:
+            request = net.comm.Iallgatherv(MPI.IN_PLACE, [arena, (self._counts, self._displs)])
+            net.wait(request, "the params' gather", (arena,))
+            return
+        flat = [params[key].reshape(-1) for key in self.layout.keys]
+        bucket = self._bucket
+        for j in range(bounds.shape[1] - 1):
+            counts = bounds[:, j + 1] - bounds[:, j]
+            displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            _pack(bucket, int(displs[rank]), flat, self._runs(bounds[rank, j], bounds[rank, j + 1]))
+            request = net.comm.Iallgatherv(MPI.IN_PLACE, [bucket, (counts, displs)])
+            net.wait(request, "the params' gather", (bucket,))
+            for r in range(self.size):
+                if r != rank:  # this rank's own shard is already in place
+                    _unpack(bucket, int(displs[r]), flat, self._runs(bounds[r, j], bounds[r, j + 1]))
 
     # -- the pre-pass across ranks ---------------------------------------------------------------
 
@@ -752,6 +779,18 @@ class ShardedOptimizer:
         if not self._mine:
             shard["state_dtype"] = None
         return shard, step
+
+
+def _pack(buffer, at: int, flat, runs) -> None:
+    for k, a, b in runs:
+        buffer[at : at + b - a] = flat[k][a:b]
+        at += b - a
+
+
+def _unpack(buffer, at: int, flat, runs) -> None:
+    for k, a, b in runs:
+        flat[k][a:b] = buffer[at : at + b - a]
+        at += b - a
 
 
 def _file_sha256(path: str) -> str:

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+import fastopt
 from fastopt import schedules
 from fastopt.distributed import DistributedError, DistributedTimeoutError, ShardedOptimizer
 from fastopt.registry import RULES
@@ -53,15 +54,25 @@ def digest(params) -> str:
     return h.hexdigest()
 
 
+#: Elements per round of the exchange in these programs: several rounds per step.
+BUCKET = 3000
+
+
 def trajectories(comm) -> dict:
+    """Every rule, both configs; the "options" config with params and grads as
+    arenas (exchanged in place), the "plain" one as dicts of arrays."""
     record = {}
     for rule in RULES:
         for name, (dtype, kwargs) in configs(rule).items():
+            arenas = name == "options"
             params = make_params(dtype)
-            opt = ShardedOptimizer(rule.fast(**kwargs), comm)
+            if arenas:
+                params = fastopt.flatten(params)
+            opt = ShardedOptimizer(rule.fast(**kwargs), comm, bucket_size=BUCKET)
             hashes = []
             for step in range(STEPS):
-                opt.update(params, rank_grads(params, comm.rank, step))
+                grads = rank_grads(params, comm.rank, step)
+                opt.update(params, fastopt.flatten(grads) if arenas else grads)
                 hashes.append(digest(params))
             record[f"{rule.name}/{name}"] = {"hashes": hashes, "state_nbytes": opt.state_nbytes,
                                              "norm": opt.last_grad_norm}
@@ -87,7 +98,7 @@ def checkpoint(comm, directory, save_at: int, load: bool) -> dict:
     record = {}
     for case, (rule_name, kwargs) in CHECKPOINT_CASES.items():
         where = os.path.join(directory, case)
-        opt = ShardedOptimizer(_rule(rule_name).fast(**kwargs), comm)
+        opt = ShardedOptimizer(_rule(rule_name).fast(**kwargs), comm, bucket_size=BUCKET)
         if load:
             with np.load(os.path.join(where, "params.npz")) as f:
                 params = {k: f[k] for k in SHAPES}
@@ -164,6 +175,35 @@ def faults(comm, write) -> dict:
     return record
 
 
+def poisoned_grads(params, rank: int, step: int, n_ranks: int) -> dict:
+    """rank_grads, but at step 1 the last rank's W1[0, 0] is nan (rank 0's shard)
+    and at step 3 its g[-1, -1, -1] is inf (the last rank's shard)."""
+    grads = rank_grads(params, rank, step)
+    if rank == n_ranks - 1 and step == 1:
+        grads["W1"][0, 0] = np.nan
+    if rank == n_ranks - 1 and step == 3:
+        grads["g"][-1, -1, -1] = np.inf
+    return grads
+
+
+def nonfinite(comm) -> dict:
+    record = {}
+    for policy in ("skip", "raise"):
+        params = make_params(np.float32)
+        opt = ShardedOptimizer(_rule("Adam").fast(nonfinite=policy, clip_norm=1.0), comm)
+        hashes, errors = [], []
+        for step in range(5):
+            try:
+                opt.update(params, poisoned_grads(params, comm.rank, step, comm.size))
+                errors.append(None)
+            except Exception as exc:  # noqa: BLE001 - the test reads the type and message
+                errors.append(f"{type(exc).__name__}: {exc}")
+            hashes.append(digest(params))
+        record[policy] = {"hashes": hashes, "errors": errors, "step_count": opt.step_count,
+                          "skipped_steps": opt.skipped_steps}
+    return record
+
+
 class _InterruptingGrads(dict):
     def __getitem__(self, key):
         if key == "W2":
@@ -187,6 +227,8 @@ def main(argv) -> None:
         record = checkpoint(comm, argv[3], int(argv[4]), load=False)
     elif scenario == "load":
         record = checkpoint(comm, argv[3], int(argv[4]), load=True)
+    elif scenario == "nonfinite":
+        record = nonfinite(comm)
     elif scenario == "faults":
         record = faults(comm, write)
     else:

@@ -197,6 +197,27 @@ def _load_in_process(directory):
     return None
 
 
+@pytest.mark.parametrize("n", [2, 3], ids=lambda n: f"{n}ranks")
+def test_a_nan_on_one_rank_skips_or_raises_on_every_rank_as_one_process_would(tmp_path, n):
+    records = run_mpi(n, "nonfinite", tmp_path)
+    for policy in ("skip", "raise"):
+        params, opt = program.make_params(np.float32), fastopt.Adam(nonfinite=policy, clip_norm=1.0)
+        hashes, errors = [], []
+        for step in range(5):
+            try:
+                reference_step(opt, params, [program.poisoned_grads(params, r, step, n) for r in range(n)])
+                errors.append(None)
+            except fastopt.NonFiniteGradientError as exc:
+                errors.append(f"NonFiniteGradientError: {exc}")
+            hashes.append(program.digest(params))
+        assert errors.count(None) == (5 if policy == "skip" else 3)
+        for rank, record in enumerate(records):
+            assert record[policy]["hashes"] == hashes, (policy, rank)
+            assert record[policy]["errors"] == errors, (policy, rank)  # the same key named everywhere
+            assert record[policy]["step_count"] == opt.step_count
+        assert records[0][policy]["skipped_steps"] == opt.skipped_steps == (2 if policy == "skip" else 0)
+
+
 # -- faults ---------------------------------------------------------------------------------------
 
 
@@ -316,3 +337,17 @@ def test_load_needs_the_layout_first(self_comm, tmp_path):
     opt.init({"w": np.ones(3)})
     with pytest.raises(fastopt.StateFileError, match="no manifest"):
         opt.load(tmp_path)
+
+
+def test_an_arena_is_recognised_and_a_dict_is_not():
+    from fastopt.distributed import _arena_of
+
+    params = program.make_params(np.float32)
+    layout = _layout()
+    arena = fastopt.flatten(params)
+    flat = _arena_of(list(arena.values()), layout)
+    assert flat is not None and flat.size == layout.total
+    assert np.shares_memory(flat, arena["W1"]) and np.shares_memory(flat, arena["g"])
+    assert _arena_of(list(params.values()), layout) is None
+    reordered = dict(reversed(list(arena.items())))
+    assert _arena_of(list(reordered.values()), _layout(dict(reversed(list(program.SHAPES.items()))))) is None

@@ -26,7 +26,7 @@ import numpy as np
 from mpi4py import MPI
 
 import fastopt
-from fastopt.distributed import ShardedOptimizer
+from fastopt.distributed import DEFAULT_BUCKET, ShardedOptimizer
 
 
 def layout(total: int) -> dict:
@@ -44,12 +44,12 @@ def timed(fn, comm) -> float:
     return comm.allreduce(elapsed, op=MPI.MAX)  # a collective step ends when its slowest rank does
 
 
-def measure(comm, total: int, rounds: int) -> dict:
+def measure(comm, total: int, rounds: int, bucket: int) -> dict:
     n = comm.Get_size()
     params = layout(total)
     grads = {k: np.random.default_rng(comm.Get_rank() + 1).standard_normal(v.size).astype(np.float32)
              for k, v in params.items()}
-    sharded = ShardedOptimizer(fastopt.Adam(lr=1e-4), comm)
+    sharded = ShardedOptimizer(fastopt.Adam(lr=1e-4), comm, bucket_size=bucket)
     sharded.init(params)
     shard_params = {k: v.copy() for k, v in sharded._shard_grads.items()}
     alone = fastopt.Adam(lr=1e-4)
@@ -67,7 +67,7 @@ def measure(comm, total: int, rounds: int) -> dict:
 
     cases = {
         "step": lambda: sharded.update(params, grads),
-        "exchange": lambda: sharded._exchange_grads(*sharded._stage_grads(grads)),
+        "exchange": lambda: sharded._exchange_grads(*sharded._checked_grads(grads)),
         "gather": gather,
         "raw": raw,
         "update": lambda: alone.update(shard_params, sharded._shard_grads) if shard_params else None,
@@ -96,10 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="elements per exchange round")
     parser.add_argument("--json")
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
-    results = [measure(comm, int(s), args.rounds) for s in args.sizes]
+    results = [measure(comm, int(s), args.rounds, args.bucket) for s in args.sizes]
     if comm.Get_rank():
         return
     print(f"{comm.Get_size()} ranks, {MPI.Get_library_version().splitlines()[0].strip()}, Adam, float32, medians "
