@@ -71,6 +71,7 @@ import os
 import time
 from bisect import bisect_right
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -447,6 +448,7 @@ class ShardedOptimizer:
         self._rows = np.empty((self.size, widest), dtype)  # row r: rank r's part of my shard
         self._bucket = np.empty(int(parts.sum(axis=0).max()), dtype)  # parts bound to (or from) every rank
         self._recv_displs = np.arange(self.size, dtype=np.int64) * widest
+        self._rounds = [self._round(j) for j in range(rounds)]
         # The global block table: each rank's blocks are a consecutive run of it.
         self._blocks = block_table(layout.sizes)
         self._block_counts = np.zeros(self.size, np.int64)
@@ -456,7 +458,7 @@ class ShardedOptimizer:
         for k, a, b in self._mine:
             self._shard_grads[layout.keys[k]] = self._shaped(k, self._averaged[offset : offset + (b - a)])
             offset += b - a
-        self._bound = None  # (params identity, the shard's param views)
+        self._bound = None  # (params' ids, their arena or None, the shard's views, each key flat)
         if self._mine:
             self.opt.init({key: np.zeros_like(v) for key, v in self._shard_grads.items()})
 
@@ -497,35 +499,29 @@ class ShardedOptimizer:
         self.step_count += 1
 
     def _bind(self, params):
-        """(flat view of the params if they are an arena, else None; the shard's param views)."""
+        """(a flat view of the params if they are an arena, else None; the
+        shard's param views), checked.  The same arrays as last time reuse
+        the views (the views keep the arrays alive, so their ids stay theirs)."""
         layout = self.layout
         if not isinstance(params, Mapping):
             raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
-        values = []
-        for key, value in params.items():
-            values.append(value)
+        keys, values = list(params), list(params.values())
         identity = tuple(map(id, values))
         bound = self._bound
-        if bound is not None and bound[0] == identity and list(params) == list(layout.keys):
-            for key, value, shape in zip(layout.keys, values, layout.shapes):
-                if value.shape != shape or not value.flags.writeable:
-                    break
-            else:
-                return bound[1], bound[2]
-        if list(params) != list(layout.keys):
-            raise KeyMismatchError(f"params: expected the keys {list(layout.keys)} in that order, got {list(params)}")
+        if bound is not None and bound[0] == identity and keys == list(layout.keys):
+            return bound[1], bound[2]
+        if keys != list(layout.keys):
+            raise KeyMismatchError(f"params: expected the keys {list(layout.keys)} in that order, got {keys}")
         for key, value, shape in zip(layout.keys, values, layout.shapes):
             self._check_param(key, value)
             if value.dtype != layout.dtype:
                 raise DTypeMismatchError(f"params[{key!r}]: expected dtype {layout.dtype}, got {value.dtype}")
             if value.shape != shape:
                 raise ShapeMismatchError(f"params[{key!r}]: expected shape {shape}, got {value.shape}")
-        arena = _arena_of(values, layout)
-        shard = {}
-        for k, a, b in self._mine:
-            shard[layout.keys[k]] = self._shaped(k, values[k].reshape(-1)[a:b])
-        self._bound = (identity, arena, shard)
-        return arena, shard
+        flat = [value.reshape(-1) for value in values]
+        shard = {layout.keys[k]: self._shaped(k, flat[k][a:b]) for k, a, b in self._mine}
+        self._bound = (identity, _arena_of(values, layout), shard, flat)
+        return self._bound[1], shard
 
     def _checked_grads(self, grads) -> tuple[np.ndarray | None, list]:
         """(a flat view of the grads if they are an arena, else None; each key's
@@ -549,67 +545,72 @@ class ShardedOptimizer:
         arena = _arena_of(arrays, layout) if all(type(a) is np.ndarray for a in arrays) else None
         return arena, [np.reshape(np.asarray(value), -1) for value in arrays]
 
-    def _runs(self, lo: int, hi: int):
+    def _runs(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
         """(key index, first, stop) of the keys' elements in the flat range [lo, hi)."""
         offsets, sizes = self.layout.offsets, self.layout.sizes
+        runs = []
         k = max(0, bisect_right(offsets, lo) - 1)
         while k < len(offsets) and offsets[k] < hi:
             a, b = max(lo, offsets[k]), min(hi, offsets[k] + sizes[k])
             if a < b:
-                yield k, a - offsets[k], b - offsets[k]
+                runs.append((k, a - offsets[k], b - offsets[k]))
             k += 1
+        return runs
+
+    def _round(self, j: int) -> "_Round":
+        rank, bounds, offsets = self.rank, self._bounds, self.layout.offsets
+        counts = bounds[:, j + 1] - bounds[:, j]
+        packed = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        send_counts = counts.copy()
+        send_counts[rank] = 0
+        recv_counts = np.full(self.size, counts[rank], np.int64)
+        recv_counts[rank] = 0
+        lo = int(bounds[rank, j])
+        own = [(k, a, b, offsets[k] + a - self.start, offsets[k] + a - lo)
+               for k, a, b in self._runs(lo, int(bounds[rank, j + 1]))]
+        others = [(int(packed[r]), self._runs(int(bounds[r, j]), int(bounds[r, j + 1])))
+                  for r in range(self.size) if r != rank]
+        mine = (int(packed[rank]), self._runs(lo, int(bounds[rank, j + 1])))
+        return _Round(counts, packed, bounds[:, j].copy(), send_counts, recv_counts, own, others, mine)
 
     def _exchange_grads(self, arena, flat) -> None:
         """Average the grads into this shard's buffer, bucket by bucket.
 
         Nothing is sent to oneself: MPI's copy of one's own part cost twice
         the transfer of the others' here, and the sum reads it from the grads."""
-        net, rank, bounds = self._net, self.rank, self._bounds
-        rows, bucket = self._rows, self._bucket
-        counts = np.empty(self.size, np.int64)
-        recv_counts = np.zeros(self.size, np.int64)
-        for j in range(bounds.shape[1] - 1):
-            counts[:] = bounds[:, j + 1] - bounds[:, j]
-            mine = int(counts[rank])
-            counts[rank] = 0
-            recv_counts[:] = mine
-            recv_counts[rank] = 0
+        net, rank, rows, bucket = self._net, self.rank, self._rows, self._bucket
+        averaged, divisor = self._averaged, self._divisor
+        for step in self._rounds:
             if arena is not None:
-                send, displs = arena, bounds[:, j]
+                send, displs = arena, step.at_in_layout
             else:  # pack the parts of the other ranks' shards, in rank order
-                send, displs = bucket, np.concatenate([[0], np.cumsum(counts)[:-1]])
-                for r in range(self.size):
-                    if r != rank:
-                        _pack(bucket, int(displs[r]), flat, self._runs(bounds[r, j], bounds[r, j + 1]))
-            request = net.comm.Ialltoallv([send, (counts, displs)], [rows, (recv_counts, self._recv_displs)])
+                send, displs = bucket, step.packed
+                for at, runs in step.others:
+                    _pack(bucket, at, flat, runs)
+            request = net.comm.Ialltoallv([send, (step.send_counts, displs)],
+                                          [rows, (step.recv_counts, self._recv_displs)])
             net.wait(request, "the grads' exchange", (send, rows))
-            lo = int(bounds[rank, j])
-            for k, a, b in self._runs(lo, lo + mine):
-                x = self.layout.offsets[k] + a
-                _average_in_rank_order(self._averaged[x - self.start : x - self.start + b - a], rows, rank,
-                                       flat[k][a:b], x - lo, self._divisor)
+            for k, a, b, target, first in step.own:
+                _average_in_rank_order(averaged[target : target + b - a], rows, rank, flat[k][a:b], first, divisor)
 
     def _gather_params(self, params, arena) -> None:
         """Every rank's updated shard to every rank: in place in an arena, else
         bucket by bucket through the bucket buffer."""
         from mpi4py import MPI
 
-        net, rank, bounds = self._net, self.rank, self._bounds
+        net = self._net
         if arena is not None:
             request = net.comm.Iallgatherv(MPI.IN_PLACE, [arena, (self._counts, self._displs)])
             net.wait(request, "the params' gather", (arena,))
             return
-        flat = [params[key].reshape(-1) for key in self.layout.keys]
+        flat = self._bound[3]
         bucket = self._bucket
-        for j in range(bounds.shape[1] - 1):
-            counts = bounds[:, j + 1] - bounds[:, j]
-            displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            _pack(bucket, int(displs[rank]), flat, self._runs(bounds[rank, j], bounds[rank, j + 1]))
-            request = net.comm.Iallgatherv(MPI.IN_PLACE, [bucket, (counts, displs)])
+        for step in self._rounds:
+            _pack(bucket, step.mine[0], flat, step.mine[1])
+            request = net.comm.Iallgatherv(MPI.IN_PLACE, [bucket, (step.counts, step.packed)])
             net.wait(request, "the params' gather", (bucket,))
-            for r in range(self.size):
-                if r != rank:  # this rank's own shard is already in place
-                    _unpack(bucket, int(displs[r]), flat, self._runs(bounds[r, j], bounds[r, j + 1]))
+            for at, runs in step.others:  # this rank's own shard is already in place
+                _unpack(bucket, at, flat, runs)
 
     # -- the pre-pass across ranks ---------------------------------------------------------------
 
@@ -779,6 +780,20 @@ class ShardedOptimizer:
         if not self._mine:
             shard["state_dtype"] = None
         return shard, step
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round of the exchange and the gather: part j of every rank's shard."""
+
+    counts: np.ndarray  # each rank's part, elements
+    packed: np.ndarray  # where each rank's part starts in the bucket buffer
+    at_in_layout: np.ndarray  # where each rank's part starts in the flat layout (arenas)
+    send_counts: np.ndarray  # counts, but 0 for this rank
+    recv_counts: np.ndarray  # this rank's part from each other rank
+    own: list  # (key, first, stop, at in the shard, at in a row) of this rank's part
+    others: list  # (at in the bucket, runs) of each other rank's part
+    mine: tuple  # (at in the bucket, runs) of this rank's part
 
 
 def _pack(buffer, at: int, flat, runs) -> None:

@@ -62,13 +62,25 @@ def measure(comm, total: int, rounds: int, bucket: int) -> dict:
         comm.Reduce_scatter_block(flat_grads[: block * n], rs_recv, op=MPI.SUM)
         comm.Allgather(rs_recv, gathered)
 
+    arena_params, arena_grads = fastopt.flatten(params), fastopt.flatten(grads)
+    in_arena = ShardedOptimizer(fastopt.Adam(lr=1e-4), comm, bucket_size=bucket)
+    in_arena.init(arena_params)
+
     def gather():
+        sharded._bind(params)
         sharded._gather_params(params, None)
+
+    def gather_arena():
+        arena, _ = in_arena._bind(arena_params)
+        in_arena._gather_params(arena_params, arena)
 
     cases = {
         "step": lambda: sharded.update(params, grads),
         "exchange": lambda: sharded._exchange_grads(*sharded._checked_grads(grads)),
         "gather": gather,
+        "step arena": lambda: in_arena.update(arena_params, arena_grads),
+        "exchange arena": lambda: in_arena._exchange_grads(*in_arena._checked_grads(arena_grads)),
+        "gather arena": gather_arena,
         "raw": raw,
         "update": lambda: alone.update(shard_params, sharded._shard_grads) if shard_params else None,
     }
@@ -82,12 +94,15 @@ def measure(comm, total: int, rounds: int, bucket: int) -> dict:
     medians = {name: float(np.median(t)) for name, t in times.items()}
     moved = 2 * (n - 1) / n * total * 4  # bytes each rank sends (and receives) per step
     ours = medians["exchange"] + medians["gather"]
+    ours_arena = medians["exchange arena"] + medians["gather arena"]
     return {
         "size": total, "ranks": n, "median_seconds": medians,
         "bytes_moved_per_rank": moved,
         "collectives_GBps": moved / ours / 1e9 if n > 1 else None,
         "raw_GBps": moved / medians["raw"] / 1e9 if n > 1 else None,
         "bandwidth_vs_raw": medians["raw"] / ours if n > 1 else None,
+        "arena_GBps": moved / ours_arena / 1e9 if n > 1 else None,
+        "arena_bandwidth_vs_raw": medians["raw"] / ours_arena if n > 1 else None,
         "state_bytes_per_rank": comm.allgather(sharded.state_nbytes),
     }
 
@@ -105,15 +120,19 @@ def main() -> None:
         return
     print(f"{comm.Get_size()} ranks, {MPI.Get_library_version().splitlines()[0].strip()}, Adam, float32, medians "
           f"of {args.rounds} interleaved rounds (ms)")
-    print(f"{'size':>6} {'step':>8} {'exchange':>9} {'gather':>8} {'raw RS+AG':>10} {'shard upd':>10} "
+    print("dicts: params and grads as 8 separate arrays; arena: fastopt.flatten views (exchanged in place)")
+    print(f"{'size':>6} {'layout':>6} {'step':>8} {'exchange':>9} {'gather':>8} {'raw RS+AG':>10} {'shard upd':>10} "
           f"{'MB/rank':>8} {'ours GB/s':>9} {'raw GB/s':>9} {'ours/raw':>8}")
     for r in results:
         m = r["median_seconds"]
-        row = (f"{r['size']:>6.0e} {1e3 * m['step']:>8.2f} {1e3 * m['exchange']:>9.2f} {1e3 * m['gather']:>8.2f} "
-               f"{1e3 * m['raw']:>10.2f} {1e3 * m['update']:>10.2f} {r['bytes_moved_per_rank'] / 1e6:>8.1f}")
-        if r["ranks"] > 1:
-            row += f" {r['collectives_GBps']:>9.2f} {r['raw_GBps']:>9.2f} {r['bandwidth_vs_raw']:>8.2f}"
-        print(row)
+        for layout_name, suffix, gbps, ratio in (("dicts", "", "collectives_GBps", "bandwidth_vs_raw"),
+                                                 ("arena", " arena", "arena_GBps", "arena_bandwidth_vs_raw")):
+            row = (f"{r['size']:>6.0e} {layout_name:>6} {1e3 * m['step' + suffix]:>8.2f} "
+                   f"{1e3 * m['exchange' + suffix]:>9.2f} {1e3 * m['gather' + suffix]:>8.2f} "
+                   f"{1e3 * m['raw']:>10.2f} {1e3 * m['update']:>10.2f} {r['bytes_moved_per_rank'] / 1e6:>8.1f}")
+            if r["ranks"] > 1:
+                row += f" {r[gbps]:>9.2f} {r['raw_GBps']:>9.2f} {r[ratio]:>8.2f}"
+            print(row)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
