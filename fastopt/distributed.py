@@ -483,11 +483,16 @@ class ShardedOptimizer:
             params_flat, shard_params = self._bind(params)
             checked_grads = self._checked_grads(grads)
 
-        self._exchange_grads(*checked_grads)
+        if self.size == 1:  # the average of one rank is its grads (g / 1 == g): nothing to move
+            _, flat = checked_grads
+            shard_grads = {self.layout.keys[k]: self._shaped(k, flat[k][a:b]) for k, a, b in self._mine}
+        else:
+            self._exchange_grads(*checked_grads)
+            shard_grads = self._shard_grads
         skipped = False
         if shard_params:
             before = self.opt.skipped_steps
-            self.opt.update(shard_params, self._shard_grads)
+            self.opt.update(shard_params, shard_grads)
             skipped = self.opt.skipped_steps != before
             self.last_grad_norm = self.opt.last_grad_norm
         elif self.opt.needs_grad_prepass:
@@ -495,7 +500,8 @@ class ShardedOptimizer:
         if skipped:
             self.skipped_steps += 1
             return
-        self._gather_params(params, params_flat)
+        if self.size > 1:
+            self._gather_params(params, params_flat)
         self.step_count += 1
 
     def _bind(self, params):
