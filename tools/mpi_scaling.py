@@ -127,11 +127,15 @@ def main() -> None:
         m = r["median_seconds"]
         for layout_name, suffix, gbps, ratio in (("dicts", "", "collectives_GBps", "bandwidth_vs_raw"),
                                                  ("arena", " arena", "arena_GBps", "arena_bandwidth_vs_raw")):
+            if r["ranks"] == 1:  # one rank moves nothing: the step is the update
+                row = (f"{r['size']:>6.0e} {layout_name:>6} {1e3 * m['step' + suffix]:>8.2f} {'-':>9} {'-':>8} "
+                       f"{'-':>10} {1e3 * m['update']:>10.2f} {0:>8.1f}")
+                print(row)
+                continue
             row = (f"{r['size']:>6.0e} {layout_name:>6} {1e3 * m['step' + suffix]:>8.2f} "
                    f"{1e3 * m['exchange' + suffix]:>9.2f} {1e3 * m['gather' + suffix]:>8.2f} "
                    f"{1e3 * m['raw']:>10.2f} {1e3 * m['update']:>10.2f} {r['bytes_moved_per_rank'] / 1e6:>8.1f}")
-            if r["ranks"] > 1:
-                row += f" {r[gbps]:>9.2f} {r['raw_GBps']:>9.2f} {r[ratio]:>8.2f}"
+            row += f" {r[gbps]:>9.2f} {r['raw_GBps']:>9.2f} {r[ratio]:>8.2f}"
             print(row)
     if args.json:
         with open(args.json, "w") as f:
