@@ -23,11 +23,12 @@ For every element, in the params' dtype (float32 or float64)::
     averaged = total / N    # one division by the rank count, N = comm.size
 
 Rank order is fixed by the exchange, not by the MPI library: the grads move
-with ``Alltoallv`` (a copy, no arithmetic), and each rank adds the N chunks
-of its shard itself (its own from its grads, the others as received), so the
-sum is the same on any MPI implementation, any network and any rank
-placement.  (MPI's own ``Reduce_scatter`` may add in any order; it moves the
-same bytes.)
+with ``Alltoallv`` (a copy, no arithmetic; in rounds of about
+``bucket_size`` elements, so the buffers stay small), and each rank adds
+the N chunks of its shard itself (its own from its grads, the others as
+received), so the sum is the same on any MPI implementation, any network
+and any rank placement.  (MPI's own ``Reduce_scatter`` may add in any order;
+it moves the same bytes.)
 
 The shards
 ----------
@@ -57,8 +58,8 @@ interrupt in the middle of the exchange, the ranks may hold different
 params: the optimizer refuses further updates, and training resumes from a
 checkpoint (:meth:`ShardedOptimizer.save` / :meth:`ShardedOptimizer.load`).
 
-``import fastopt`` never imports mpi4py; this module imports it when a
-:class:`ShardedOptimizer` is made without a ``comm``.
+``import fastopt`` and ``import fastopt.distributed`` never import mpi4py;
+making a :class:`ShardedOptimizer` does.
 """
 
 from __future__ import annotations
@@ -184,10 +185,11 @@ def _average_in_rank_order(target, rows, rank, own, first, divisor):
     in the grads' dtype).
 
     ``rows[r]`` holds rank r's part of this shard as received; this rank's
-    own is ``own`` (read from its grads, never copied into ``rows``).  Blocks
-    of 2048 elements stay in the L1 cache while each source is added to
-    them, and each inner loop indexes 1-D views from 0 (so that LLVM
-    vectorises it); every element still sees ``((g0 + g1) + g2 ...) / N``."""
+    own is ``own`` (read from its grads, never copied into ``rows``).  Two
+    ranks: one pass.  More: blocks of 2048 elements stay in the L1 cache
+    while each source is added to them, each inner loop indexing 1-D views
+    from 0 (so that LLVM vectorises it); every element still sees
+    ``((g0 + g1) + g2 ...) / N``."""
     n_ranks = rows.shape[0]
     count = own.size
     if n_ranks == 2:  # one pass
@@ -229,8 +231,8 @@ class _Collectives:
         """``request.Wait()``, but raise after ``timeout`` seconds.
 
         MPI progresses a transfer inside its calls, so this polls ``Test``
-        like a blocking wait spins; after 10 ms (another rank is late, not
-        busy with this transfer) it sleeps 50 us between polls."""
+        as a blocking wait spins; after a second (another rank is late: no
+        transfer of a bucket takes that long) it sleeps 50 us every 64 polls."""
         started = time.monotonic()
         deadline = started + self.timeout
         polls = 0
@@ -245,7 +247,7 @@ class _Collectives:
                                        "rank stopped taking part)")
                         raise DistributedTimeoutError(
                             f"{self.broken}; the ranks may now hold different params: restore a checkpoint")
-                    if now - started > 0.01:
+                    if now - started > 1.0:
                         time.sleep(0.00005)
         except BaseException as exc:
             if not isinstance(exc, DistributedTimeoutError):
