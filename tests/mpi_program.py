@@ -38,13 +38,26 @@ def rank_grads(params, rank: int, step: int, seed=1) -> dict:
 
 
 def configs(rule) -> dict:
-    """(dtype, kwargs) for no option, and for groups + a schedule + clip_norm."""
+    """(dtype, kwargs) for no option; groups + a schedule + clip_norm; and the
+    most compact state the rule takes (int8, else bfloat16) with maximize and
+    clip_value."""
     lr = rule.fast().hyperparameters()["lr"]
     return {
         "plain": (np.float64, {}),
         "options": (np.float32, {"lr": schedules.warmup_cosine_decay(0.0, lr, 3, 20), "clip_norm": 1.0,
                                  "groups": {"b*": {"lr": lr / 2}}}),
+        "state": (np.float32, {"state_dtype": compact_state(rule), "maximize": True, "clip_value": 0.5}),
     }
+
+
+def compact_state(rule):
+    for state_dtype in ("int8", "bfloat16"):
+        try:
+            rule.fast(state_dtype=state_dtype)
+        except fastopt.HyperparameterError:
+            continue
+        return state_dtype
+    return None
 
 
 def digest(params) -> str:

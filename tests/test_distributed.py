@@ -109,7 +109,7 @@ def _single_process(rule, config: str, n: int):
     return opt, hashes
 
 
-@pytest.mark.parametrize("config", ["plain", "options"])
+@pytest.mark.parametrize("config", ["plain", "options", "state"])
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_every_rank_matches_one_process_after_every_step(trajectories, rule, config):
     n, records = trajectories
