@@ -4,8 +4,11 @@
 #
 #   asv_benchmarks/run.sh machine              describe this machine once (non-interactive)
 #   asv_benchmarks/run.sh history [N] [ARGS]   benchmark the last N commits of main (default 5)
-#   asv_benchmarks/run.sh publish              build the HTML dashboard in asv_benchmarks/.asv/html
-#   asv_benchmarks/run.sh preview              serve it on http://127.0.0.1:8080
+#   asv_benchmarks/run.sh dashboard [ARGS]     a static dashboard that opens offline (PNGs and
+#                                              plain HTML) in asv_benchmarks/.asv/dashboard
+#   asv_benchmarks/run.sh publish              asv's own HTML in asv_benchmarks/.asv/html (its
+#                                              scripts come from public CDNs: needs a network)
+#   asv_benchmarks/run.sh preview              serve asv's HTML on http://127.0.0.1:8080
 #   asv_benchmarks/run.sh compare A B          table of A vs B from stored results
 #   asv_benchmarks/run.sh continuous BASE HEAD [ARGS]
 #                                              run both, fail if any benchmark got
@@ -32,6 +35,9 @@ case "$command" in
         shift || true
         $ASV machine --yes --machine "$MACHINE" > /dev/null
         $ASV run --machine "$MACHINE" --skip-existing-successful "main~${n}..main" "$@"
+        ;;
+    dashboard)
+        ${PYTHON:-python3} dashboard.py "$@"
         ;;
     publish)
         $ASV publish
@@ -61,6 +67,6 @@ case "$command" in
             -b "Figures.track_time_ratio\('($rules)', 1000, " "$@"
         ;;
     *)
-        sed -n '2,20p' "$0"
+        sed -n '2,23p' "$0"
         ;;
 esac

@@ -47,3 +47,42 @@ def test_asv_check_and_quick_subset(tmp_path):
     assert "BookLoop.time_update" in output and "BookLoop.track_speedup" in output
     assert "shared SGD" in output
     assert "StateFormats.track_time_vs_float32" in output and "StateFormats.track_state_bytes_per_param" in output
+
+
+def test_offline_dashboard_from_stored_results(tmp_path):
+    """Results stored by a real asv run of this commit (two rules, N = 1000)
+    become a static page: a plot per rule and a summary, nothing fetched."""
+    import json
+
+    asv = Path(sys.executable).parent / "asv"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    config = json.loads(_strip_comments((ROOT / "asv_benchmarks" / "asv.conf.json").read_text()))
+    config.update(repo=str(ROOT), benchmark_dir=str(ROOT / "asv_benchmarks" / "benchmarks"),
+                  results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"),
+                  env_dir=str(tmp_path / "env"))
+    (tmp_path / "asv.conf.json").write_text(json.dumps(config))
+    env = dict(os.environ, HOME=str(tmp_path))
+    subprocess.run([str(asv), "machine", "--yes", "--machine", "dash", "--config", str(tmp_path / "asv.conf.json")],
+                   env=env, capture_output=True, check=True, timeout=120)
+    run = subprocess.run(
+        [str(asv), "run", "--config", str(tmp_path / "asv.conf.json"), "--python=same", "--machine", "dash",
+         "--quick", "--set-commit-hash", head.stdout.strip(),
+         "-b", r"Update.time_update\('(SGD|Adam)', .*, 1000, ", "-b", r"Figures.track_.*\('(SGD|Adam)', 1000, "],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    out = tmp_path / "dashboard"
+    built = subprocess.run(
+        [sys.executable, str(ROOT / "asv_benchmarks" / "dashboard.py"), "--results", str(tmp_path / "results"),
+         "--out", str(out), "--n", "1000"], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-4000:]
+    assert "1 commits on dash: 2 rule plots" in built.stdout
+    page = (out / "index.html").read_text()
+    assert "http" not in page and "<script" not in page  # opens without a network
+    for image in ("rules/SGD.png", "rules/Adam.png", "summary.png"):
+        assert f"'{image}'" in page and (out / image).stat().st_size > 10_000, image
+    assert re.search(r"<td>Adam</td><td>[0-9.]+</td><td>[0-9.]+</td><td>[0-9.]+</td>", page)
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
