@@ -251,6 +251,16 @@ def _tile_codecs(signed: bool):
             below = np.uint32(buckets[buckets_of[j]])
             stored[j] = below + np.uint32(x > midpoints[below])
 
+    # Each closure gets a name of its own.  Numba names a compiled function
+    # after its module, qualified name and a per-process counter; the signed
+    # and unsigned closures would share the first two, so two kernels compiled
+    # in different processes (one read back from the cache) could define the
+    # same symbol for different maps, and the JIT linker binds a kernel loaded
+    # later to the map of the one loaded first.
+    kind = "signed" if signed else "unsigned"
+    for function, verb in ((decode, "decode"), (encode, "encode")):
+        function.__name__ = f"{verb}_{kind}"
+        function.__qualname__ = f"_tile_codecs.{verb}_{kind}"
     return numba.extending.register_jitable(decode), numba.extending.register_jitable(encode)
 
 

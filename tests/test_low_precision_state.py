@@ -296,3 +296,15 @@ def test_refusals_name_the_rule_and_the_format():
         fastopt.Adafactor(state_dtype="bfloat16")
     with pytest.raises(fastopt.HyperparameterError, match="state_dtype"):
         fastopt.Adam(state_dtype="int4")
+
+
+def test_the_signed_and_unsigned_codecs_compile_under_names_of_their_own():
+    # Numba names a compiled function by module, qualified name and a counter
+    # that restarts in every process.  Two kernels compiled in two processes
+    # (read back from the cache into a third) once defined the same symbol for
+    # the signed and the unsigned map, and the JIT linker bound the second
+    # kernel to the first one's map: int8 state then differed from the
+    # reference depending on which cached kernel a process loaded first.
+    names = {f.__qualname__ for f in (_lowp.decode_signed, _lowp.encode_signed,
+                                      _lowp.decode_unsigned, _lowp.encode_unsigned)}
+    assert len(names) == 4
