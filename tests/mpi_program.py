@@ -51,6 +51,8 @@ def configs(rule) -> dict:
 
 
 def compact_state(rule):
+    if not rule.fast().state_names:  # SGD without momentum keeps no state to compact
+        return None
     for state_dtype in ("int8", "bfloat16"):
         try:
             rule.fast(state_dtype=state_dtype)
