@@ -451,8 +451,12 @@ class ShardedOptimizer:
         self._bucket = np.empty(int(parts.sum(axis=0).max()), dtype)  # parts bound to (or from) every rank
         self._recv_displs = np.arange(self.size, dtype=np.int64) * widest
         self._rounds = [self._round(j) for j in range(rounds)]
-        # The global block table: each rank's blocks are a consecutive run of it.
-        self._blocks = block_table(layout.sizes)
+        # The global block table: each rank's blocks are a consecutive run of
+        # it, and each key's blocks too: (key, first row, stop row) per key.
+        key_of_row = block_table(layout.sizes)[:, 0]
+        rows = np.arange(key_of_row.size)
+        self._key_blocks = [(int(key_of_row[r[0]]), int(r[0]), int(r[-1]) + 1)
+                            for r in np.split(rows, np.flatnonzero(np.diff(key_of_row)) + 1) if r.size]
         self._block_counts = np.zeros(self.size, np.int64)
         for r, pieces in enumerate(self.pieces):
             self._block_counts[r] = sum(-(-(b - a) // NORM_BLOCK) for _, a, b in pieces)
@@ -640,11 +644,8 @@ class ShardedOptimizer:
             return bad, 0.0
         sums = np.concatenate([gathered[s + 1 : s + c] for s, c in zip(starts, counts)])
         key_sums = np.zeros(len(layout.keys))
-        blocks = self._blocks
-        edges = np.flatnonzero(np.diff(blocks[:, 0])) + 1
-        for rows in np.split(np.arange(len(blocks)), edges):
-            if rows.size:
-                key_sums[blocks[rows[0], 0]] = reference_pairwise(sums[rows])
+        for key, first, stop in self._key_blocks:
+            key_sums[key] = reference_pairwise(sums[first:stop])
         return bad, reference_pairwise(key_sums)
 
     def _empty_shard_prepass(self) -> bool:
