@@ -8,11 +8,14 @@ from asv's results JSON (read with asv's own reader) and an ``index.html``
 that references nothing but them.
 
 * one plot per rule: throughput per commit (million elements updated per
-  second, N = 1e7 float32 unless ``--n`` says otherwise, dict and arena layouts) for fastopt and the NumPy
-  reference, from ``Update.time_update``;
-* a summary of the newest commit: fastopt's speed-up over the reference and
-  its effective bandwidth per rule (``Figures``), and the book's loop
-  (``BookLoop.track_speedup``) where those were run.
+  second, N = 1e7 float32 unless ``--n`` says otherwise, dict layout) for
+  fastopt and the NumPy reference, from ``Update.time_update``, beside its
+  % of the same-traffic roof per commit (``Figures.track_time_vs_roof``);
+* a summary of the newest commit per rule: % of roof, speed-up over the
+  reference and over torch's fused kernel, and in the book's loop
+  (``Figures``, ``BookLoop``), as plots and a table;
+* the engine options and state formats of every rule (``Options``): % of
+  each case's own roof and speed against the plain update.
 
 Commits are ordered by their date.  Whatever a commit did not run (a rule it
 lacks, a benchmark skipped) is simply absent.
@@ -30,9 +33,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 UPDATE = "bench_update.Update.time_update"
-RATIO = "bench_update.Figures.track_time_ratio"
-BANDWIDTH = "bench_update.Figures.track_gb_per_s"
-BOOK = "bench_update.BookLoop.track_speedup"
+VS_REFERENCE = "bench_update.Figures.track_time_vs_reference"
+VS_ROOF = "bench_update.Figures.track_time_vs_roof"
+VS_FUSED = "bench_update.Figures.track_time_vs_torch_fused"
+OPTION_VS_PLAIN = "bench_update.Options.track_time_vs_plain"
+OPTION_VS_ROOF = "bench_update.Options.track_time_vs_roof"
+BOOK = "bench_update.BookLoop.track_time_vs_book"
 THROUGHPUT_N = 10_000_000
 
 
@@ -78,7 +84,18 @@ def rules_of(data) -> list[str]:
     return names
 
 
+def _newest(data, key, newest) -> dict:
+    return data.get(key, {}).get(newest, {})
+
+
+def _by_rule(table: dict) -> dict:
+    """{rule: value} of a table whose first parameter is the rule (one value
+    per rule: the figure's one size and layout)."""
+    return {params[0]: value for params, value in table.items()}
+
+
 def draw(machine, commits, data, out: Path, n: int = THROUGHPUT_N) -> dict:
+    """The PNGs; returns what was drawn, for the page."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,65 +106,96 @@ def draw(machine, commits, data, out: Path, n: int = THROUGHPUT_N) -> dict:
     labels = [c[:8] for c, _ in commits]
     x = range(len(commits))
     rules = rules_of(data)
-    drawn = {"rules": [], "summary": None, "book": None}
+    drawn = {"rules": [], "summary": None, "options": None, "book": None}
     for rule in rules:
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.4))
         plotted = False
         for impl, color in (("fastopt", "tab:blue"), ("reference", "tab:gray")):
-            for layout, style in (("dict", "-"), ("arena", "--")):
-                ys = []
-                for commit, _ in commits:
-                    seconds = data[UPDATE].get(commit, {}).get((rule, impl, n, layout))
-                    ys.append(n / seconds / 1e6 if seconds else math.nan)
-                if not all(math.isnan(y) for y in ys):
-                    ax.plot(x, ys, style, color=color, marker="o", label=f"{impl}, {layout}")
-                    plotted = True
+            ys = []
+            for commit, _ in commits:
+                seconds = data[UPDATE].get(commit, {}).get((rule, impl, n, "dict"))
+                ys.append(n / seconds / 1e6 if seconds else math.nan)
+            if not all(math.isnan(y) for y in ys):
+                left.plot(x, ys, "-", color=color, marker="o", label=impl)
+                plotted = True
+        roof = [100.0 / v if v else math.nan for v in
+                (_by_rule(data.get(VS_ROOF, {}).get(c, {})).get(rule) for c, _ in commits)]
+        if not all(math.isnan(y) for y in roof):
+            right.plot(x, roof, "-", color="tab:red", marker="o", label="fastopt, 1e7 arena")
+            right.axhline(100, color="black", lw=0.8)
         if not plotted:
             plt.close(fig)
             continue
-        ax.set_title(f"{rule}: one update of N = {n:.0e} float32")
-        ax.set_ylabel("million elements / s")
-        ax.set_xticks(list(x), labels, rotation=45, fontsize=7)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        left.set_title(f"{rule}: one update of N = {n:.0e} float32 (dict)", fontsize=9)
+        left.set_ylabel("million elements / s")
+        right.set_title(f"{rule}: % of the same-traffic roof", fontsize=9)
+        right.set_ylabel("% of roof")
+        for ax in (left, right):
+            ax.set_xticks(list(x), labels, rotation=45, fontsize=7)
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
         fig.tight_layout()
-        path = out / "rules" / f"{rule}.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(out / "rules" / f"{rule}.png", dpi=90)
         plt.close(fig)
         drawn["rules"].append(rule)
 
     newest = commits[-1][0] if commits else None
-    ratio = data.get(RATIO, {}).get(newest, {})
-    bandwidth = data.get(BANDWIDTH, {}).get(newest, {})
-    if ratio or bandwidth:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
-        names = [r for r in rules if any(p[0] == r for p in ratio) or any(p[0] == r for p in bandwidth)]
-        width = 0.4
-        for i, layout in enumerate(("dict", "arena")):
-            speedups = [1 / ratio[(r, n, layout)] if (r, n, layout) in ratio else 0 for r in names]
-            rates = [bandwidth.get((r, n, layout), 0) for r in names]
-            offsets = [j + (i - 0.5) * width for j in range(len(names))]
-            left.bar(offsets, speedups, width, label=layout)
-            right.bar(offsets, rates, width, label=layout)
-        left.set_title(f"fastopt / reference speed, N = {n:.0e} (commit {newest[:8]})")
-        left.set_ylabel("x faster than the NumPy reference")
-        right.set_title(f"fastopt effective bandwidth, N = {n:.0e}")
-        right.set_ylabel("GB/s (bytes the rule must move / time)")
-        for ax in (left, right):
-            ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+    columns = {
+        "% of roof (1e7 arena)": {r: 100.0 / v for r, v in _by_rule(_newest(data, VS_ROOF, newest)).items()},
+        "x reference (1e6 dict)": {p[0]: 1.0 / v for p, v in _newest(data, VS_REFERENCE, newest).items()
+                                   if p[1] == 1_000_000},
+        "x reference (1e3 dict)": {p[0]: 1.0 / v for p, v in _newest(data, VS_REFERENCE, newest).items()
+                                   if p[1] == 1_000},
+        "x torch fused (1e6)": {r: 1.0 / v for r, v in _by_rule(_newest(data, VS_FUSED, newest)).items()},
+        "x book's loop": {p[0]: 1.0 / v for p, v in _newest(data, BOOK, newest).items()},
+    }
+    columns = {name: values for name, values in columns.items() if values}
+    if columns:
+        names = [r for r in rules if any(r in values for values in columns.values())]
+        plotted = [c for c in columns if c != "x book's loop"]
+        fig, axes = plt.subplots(1, len(plotted), figsize=(4.3 * len(plotted), 4), squeeze=False)
+        for ax, column in zip(axes.flat, plotted):
+            values = columns[column]
+            ax.bar(range(len(names)), [values.get(r, 0) for r in names],
+                   color="tab:red" if column.startswith("%") else "tab:blue")
+            if column.startswith("%"):
+                ax.axhline(100, color="black", lw=0.8)
+            ax.set_title(f"{column}, commit {newest[:8]}", fontsize=9)
+            ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
             ax.grid(axis="y", alpha=0.3)
-            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "summary.png", dpi=90)
         plt.close(fig)
-        drawn["summary"] = {"n": n, "commit": newest, "ratio": ratio, "bandwidth": bandwidth, "rules": names}
+        drawn["summary"] = {"commit": newest, "columns": columns, "rules": names}
 
-    book = data.get(BOOK, {}).get(newest, {})
+    vs_plain, vs_roof = _newest(data, OPTION_VS_PLAIN, newest), _newest(data, OPTION_VS_ROOF, newest)
+    if vs_plain or vs_roof:
+        option_names = list(dict.fromkeys(p[1] for p in [*vs_plain, *vs_roof]))
+        option_rules = [r for r in rules if any(p[0] == r for p in [*vs_plain, *vs_roof])]
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(option_rules) + 2), 3.6))
+        width = 0.8 / max(len(option_names), 1)
+        for i, option in enumerate(option_names):
+            ys = [100.0 / vs_roof[(r, option)] if (r, option) in vs_roof else 0 for r in option_rules]
+            ax.bar([j + (i - (len(option_names) - 1) / 2) * width for j in range(len(option_rules))], ys, width,
+                   label=option)
+        ax.axhline(100, color="black", lw=0.8)
+        ax.set_title(f"engine options and state formats: % of each case's roof (1e6 arena), commit {newest[:8]}",
+                     fontsize=9)
+        ax.set_xticks(range(len(option_rules)), option_rules, rotation=70, fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=6, ncol=3)
+        fig.tight_layout()
+        fig.savefig(out / "options.png", dpi=90)
+        plt.close(fig)
+        drawn["options"] = {"names": option_names, "rules": option_rules, "plain": vs_plain, "roof": vs_roof}
+
+    book = _newest(data, BOOK, newest)
     if book:
         cases = sorted(book)
         fig, ax = plt.subplots(figsize=(8, 3.6))
-        ax.bar(range(len(cases)), [book[c] for c in cases], color="tab:green")
+        ax.bar(range(len(cases)), [1.0 / book[c] for c in cases], color="tab:green")
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xticks(range(len(cases)), [f"{r}\n{net}" for r, net in cases], rotation=60, fontsize=6)
         ax.set_ylabel("x the book's optimizer")
@@ -174,26 +222,39 @@ def write_index(machine, commits, drawn, out: Path) -> Path:
         "</head><body>",
         f"<h1>fastopt benchmarks</h1><p>Machine <b>{esc(machine)}</b>, {len(commits)} commits "
         "(oldest first). Static page: no scripts, no network. Built by <code>asv_benchmarks/dashboard.py</code> "
-        "from asv's stored results.</p>",
+        "from asv's stored results; every figure is a ratio measured side by side in one process "
+        "(the harness in <code>fastopt_bench/</code>, as <code>python -m fastopt bench</code>).</p>",
     ]
     summary = drawn["summary"]
     if summary:
         parts.append("<h2>Newest commit</h2><img src='summary.png' alt='summary'>")
-        parts.append("<table><tr><th>rule</th><th>x reference (dict)</th><th>x reference (arena)</th>"
-                     "<th>GB/s (dict)</th><th>GB/s (arena)</th></tr>")
+        parts.append("<table><tr><th>rule</th>" + "".join(f"<th>{esc(c)}</th>" for c in summary["columns"])
+                     + "</tr>")
         for rule in summary["rules"]:
             cells = []
-            for layout in ("dict", "arena"):
-                r = summary["ratio"].get((rule, summary["n"], layout))
-                cells.append(f"{1 / r:.1f}" if r else "-")
-            for layout in ("dict", "arena"):
-                b = summary["bandwidth"].get((rule, summary["n"], layout))
-                cells.append(f"{b:.1f}" if b else "-")
+            for values in summary["columns"].values():
+                value = values.get(rule)
+                cells.append("-" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.2f}")
+            parts.append(f"<tr><td>{esc(rule)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+    options = drawn["options"]
+    if options:
+        parts.append("<h2>Engine options and state formats</h2><img src='options.png' alt='options'>")
+        parts.append("<p>Per cell: % of the case's own roof / speed against the plain update (1e6, arena).</p>")
+        parts.append("<table><tr><th>rule</th>" + "".join(f"<th>{esc(o)}</th>" for o in options["names"])
+                     + "</tr>")
+        for rule in options["rules"]:
+            cells = []
+            for option in options["names"]:
+                roof, plain = options["roof"].get((rule, option)), options["plain"].get((rule, option))
+                cells.append("-" if roof is None and plain is None else
+                             f"{100.0 / roof:.0f}% / {1.0 / plain:.2f}x" if roof and plain else
+                             f"{100.0 / roof:.0f}%" if roof else f"{1.0 / plain:.2f}x")
             parts.append(f"<tr><td>{esc(rule)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
     if drawn["book"]:
         parts.append("<h2>The book's loop</h2><img src='book_loop.png' alt='book loop'>")
-    parts.append("<h2>Throughput per commit, one plot per rule</h2><div class='grid'>")
+    parts.append("<h2>Per commit, one plot per rule</h2><div class='grid'>")
     for rule in drawn["rules"]:
         parts.append(f"<figure><img src='rules/{esc(rule)}.png' alt='{esc(rule)}'>"
                      f"<figcaption>{esc(rule)}</figcaption></figure>")

@@ -18,6 +18,8 @@
 #                                              (CHECK_RULES='SGD|Adam' limits it to those rules)
 #
 # ARGS go to asv as they are, e.g. -b "Update.time_update\('Adam'" to pick benchmarks.
+# The benchmarks are the harness's cases (fastopt_bench/, beside fastopt/); see
+# asv_benchmarks/benchmarks/bench_update.py.
 set -euo pipefail
 cd "$(dirname "$0")"
 ASV=${ASV:-asv}
@@ -64,7 +66,7 @@ case "$command" in
         rules=${CHECK_RULES:-[^\']*}   # e.g. CHECK_RULES='SGD|Adam': only these rules
         $ASV run --python=same --machine ci-check --quick --show-stderr \
             -b "Update.time_update\('($rules)', .*, 1000, " \
-            -b "Figures.track_time_ratio\('($rules)', 1000, " "$@"
+            -b "Figures.track_time_vs_reference\('($rules)', 1000, " "$@"
         ;;
     *)
         sed -n '2,23p' "$0"

@@ -2,7 +2,9 @@
 
 ``python -m fastopt`` runs the side-by-side training demo (and times the
 book's loop against the book's optimizers);
-``python -m fastopt bench`` runs the benchmark (``--help`` for its options).
+``python -m fastopt bench`` runs the benchmark (``--help`` for its options):
+its harness, ``fastopt_bench``, lives beside this package in a source
+checkout and is not installed with the wheel.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ import sys
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
-        from .bench import main as bench
+        from ._harness import HARNESS_MISSING, load_harness
 
-        return bench(argv[1:])
+        harness = load_harness()
+        if harness is None:
+            print(f"python -m fastopt bench: {HARNESS_MISSING}", file=sys.stderr)
+            return 2
+        return harness.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m fastopt",
         description="Train a book-style network with fastopt and the NumPy reference, "

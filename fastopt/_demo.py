@@ -65,10 +65,15 @@ def identical(a: dict, b: dict) -> bool:
 
 def book_loop_table(rounds: int = 5) -> list[str]:
     """Per rule, fastopt's speed-up over the book's ``common/optimizer.py`` in
-    the book's loop (see :func:`fastopt.bench.book_loop`), on both book nets."""
-    from .bench import BOOK_NETS, SHARED_NETWORKS, SHARED_SGD, book_loop
+    the book's loop (``fastopt_bench.measure.book_loop``), on both book nets."""
+    from ._harness import HARNESS_MISSING, load_harness
 
-    results = book_loop(RULES, rounds=rounds, progress=False)
+    harness = load_harness("measure")
+    if harness is None:
+        return [f"the book's-loop timing is skipped: {HARNESS_MISSING}"]
+    from fastopt_bench.book import BOOK_NETS, SHARED_NETWORKS, SHARED_SGD
+
+    results = harness.book_loop(RULES, rounds=rounds, progress=False)
     nets = list(BOOK_NETS)
     by = {(r.case, r.net): r for r in results}
     lines = [

@@ -66,6 +66,15 @@ class Rule:
         """Whether the rule keeps state shaped otherwise than the params (Adafactor)."""
         return self.fast.math.state_shape is not None
 
+    @property
+    def state_dtypes(self) -> tuple[str, ...]:
+        """The ``state_dtype`` values the rule accepts: "float32", then each
+        compact format its math offers (none where it keeps no state)."""
+        math = self.fast.math
+        if not math.state_names:
+            return ("float32",)
+        return ("float32",) + tuple(f for f in ("bfloat16", "int8") if math.low_precision_error(f) is None)
+
     def bytes_per_element(self, itemsize: int = 4, **config) -> int:
         """Bytes one step reads and writes per element, summed over its passes
         (:attr:`fastopt._jit.RuleMath.passes`): Adam 7 arrays, LAMB 11,

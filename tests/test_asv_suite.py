@@ -22,12 +22,12 @@ def test_asv_check_and_quick_subset(tmp_path):
     # first and last of the registry and Adam.
     ran = (RULES[0].name, "Adam", RULES[-1].name)
     env = dict(os.environ, HOME=str(tmp_path), ASV=str(asv), CHECK_RULES="|".join(ran))
-    # run.sh check runs Update and Figures at N = 1000; add the book's loop on
-    # the smaller net: SGD's time_update and two track_speedup cases.
+    # run.sh check runs Update and Figures at N = 1000; add one case of every
+    # other benchmark: the book's loop, the options, the state bytes.
     book = [
-        "-b", r"BookLoop.time_update\('SGD', .*, '64-256-256-10'\)",
-        "-b", r"BookLoop.track_speedup\('(SGD|shared SGD)', '64-256-256-10'\)",
-        "-b", r"StateFormats.track_(time_vs_float32|state_bytes_per_param)\('Adam', '(bfloat16|int8)', 1000\)",
+        "-b", r"BookLoop.track_time_vs_book\('(SGD|shared SGD)', ",
+        "-b", r"Options.track_time_vs_(plain|roof)\('Adam', '(clip_norm|state=int8)'\)",
+        "-b", r"StateBytes.track_state_bytes_per_param\('Adam', ",
     ]
     result = subprocess.run(
         ["bash", str(ROOT / "asv_benchmarks" / "run.sh"), "check", *book],
@@ -40,13 +40,14 @@ def test_asv_check_and_quick_subset(tmp_path):
     assert result.returncode == 0, output[-4000:]
     assert "No problems found" in output
     assert " failed" not in output, output[-4000:]
-    for rule in ran:  # a time in the table's 1000 row for both implementations
+    for rule in ran:  # a time in the table's 1000 column for both implementations
         for impl in ("fastopt", "reference"):
-            assert re.search(rf"\b{rule}\s+{impl}\s+1000\s+[0-9.]+±", output), (rule, impl, output[-4000:])
-    assert not re.search(r"\bAdamW\s+fastopt\s+1000\s+[0-9.]+±", output)  # CHECK_RULES held
-    assert "BookLoop.time_update" in output and "BookLoop.track_speedup" in output
-    assert "shared SGD" in output
-    assert "StateFormats.track_time_vs_float32" in output and "StateFormats.track_state_bytes_per_param" in output
+            assert re.search(rf"\b{rule}\s+{impl}\s+[0-9.]+±", output), (rule, impl, output[-4000:])
+    assert not re.search(r"\bAdamW\s+fastopt\s+[0-9.]+±", output)  # CHECK_RULES held
+    assert "BookLoop.track_time_vs_book" in output and "shared SGD" in output
+    assert "Options.track_time_vs_plain" in output and "Options.track_time_vs_roof" in output
+    assert "StateBytes.track_state_bytes_per_param" in output
+    assert re.search(r"\bAdam\s+8\.0\s+4\.0\s+2\.0[0-9]*\s", output), output[-4000:]  # bytes per param
 
 
 def test_offline_dashboard_from_stored_results(tmp_path):
@@ -67,7 +68,9 @@ def test_offline_dashboard_from_stored_results(tmp_path):
     run = subprocess.run(
         [str(asv), "run", "--config", str(tmp_path / "asv.conf.json"), "--python=same", "--machine", "dash",
          "--quick", "--set-commit-hash", head.stdout.strip(),
-         "-b", r"Update.time_update\('(SGD|Adam)', .*, 1000, ", "-b", r"Figures.track_.*\('(SGD|Adam)', 1000, "],
+         "-b", r"Update.time_update\('(SGD|Adam)', .*, 1000, ", "-b", r"Figures.track_.*\('(SGD|Adam)', 1000, ",
+         "-b", r"Options.track_time_vs_roof\('Adam', 'state=(bfloat16|int8)'\)",
+         "-b", r"BookLoop.track_time_vs_book\('Adam', "],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
@@ -79,9 +82,12 @@ def test_offline_dashboard_from_stored_results(tmp_path):
     assert "1 commits on dash: 2 rule plots" in built.stdout
     page = (out / "index.html").read_text()
     assert "http" not in page and "<script" not in page  # opens without a network
-    for image in ("rules/SGD.png", "rules/Adam.png", "summary.png"):
-        assert f"'{image}'" in page and (out / image).stat().st_size > 10_000, image
-    assert re.search(r"<td>Adam</td><td>[0-9.]+</td><td>[0-9.]+</td><td>[0-9.]+</td>", page)
+    for image in ("rules/SGD.png", "rules/Adam.png", "summary.png", "options.png", "book_loop.png"):
+        assert f"'{image}'" in page and (out / image).stat().st_size > 5_000, image
+    # The summary table: x reference at 1e3 and the book's loop for Adam; the
+    # options table: % of roof for its two state formats.
+    assert re.search(r"<td>Adam</td>(<td>-</td>)*<td>[0-9.]+</td>(<td>-</td>)*<td>[0-9.]+</td>", page), page
+    assert re.search(r"<td>Adam</td><td>[0-9]+%</td><td>[0-9]+%</td>", page), page
 
 
 def _strip_comments(text: str) -> str:

@@ -1,36 +1,42 @@
-"""The bench harness runs on the engine, and its book-style baselines are the
-book's math: the book's-loop case on a tiny net, the book classes against
-fastopt bit for bit (float64, fresh grads every step), the CLI."""
+"""The benchmark harness (``fastopt_bench``, beside the package): its cases
+come from the registry and its capabilities, it runs on the engine, and its
+book-style baselines are the book's math: the book's-loop case on a tiny
+net, the book classes against fastopt bit for bit (float64, fresh grads
+every step), the CLI and its entry point."""
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastopt import bench
 from fastopt.registry import BY_NAME, RULES
+from fastopt_bench import book as bench_book
+from fastopt_bench import cases, cli, measure, report
 
 TINY_NET = (12, (8, 6), 4)
 STEPS = 50
 
 
 def test_book_loop_gives_finite_positive_ratios_for_every_rule():
-    results = bench.book_loop(RULES, nets=[TINY_NET], rounds=2, progress=False, batch_seconds=0.001)
-    cases = [r.case for r in results]
-    assert cases == [rule.name for rule in RULES] + [bench.SHARED_SGD]
+    results = measure.book_loop(RULES, nets=[TINY_NET], rounds=2, progress=False, batch_seconds=0.001)
+    assert [r.case for r in results] == bench_book.book_cases()
     for r in results:
         assert r.net == "12-8-6-4" and r.rounds == 2
         assert r.n_params == 12 * 8 + 8 + 8 * 6 + 6 + 6 * 4 + 4
         for seconds in (r.fastopt_seconds, r.baseline_seconds, r.ratio):
             assert math.isfinite(seconds) and seconds > 0, r
-        book = r.case in bench.BOOK_CLASSES or r.case == bench.SHARED_SGD
+        book = r.case in bench_book.BOOK_CLASSES or r.case == bench_book.SHARED_SGD
         assert r.baseline == ("book" if book else "fastopt.reference"), r
         for faults in (r.fastopt_faults, r.baseline_faults):
             assert faults is None or faults >= 0
-    text = "\n".join(bench.book_loop_report(results))
-    markdown = bench.book_loop_markdown(results, bench.environment())
+    text = "\n".join(report.book_loop_report(results))
+    markdown = report.book_loop_markdown(results, report.environment())
     for rule in RULES:
         assert rule.name in text and f"| {rule.name} |" in markdown
     assert markdown.count("\n|") == 2 + len(results)  # header, its rule, a row per case (one net)
@@ -44,9 +50,9 @@ def _fresh_grad_stream(params, seed):
 
 
 def _train_both(rule_name):
-    fast_params = bench.book_net_params(TINY_NET, seed=3)
+    fast_params = bench_book.book_net_params(TINY_NET, seed=3)
     book_params = {k: v.copy() for k, v in fast_params.items()}
-    fast, book = BY_NAME[rule_name].fast(), bench.BOOK_CLASSES[rule_name]()
+    fast, book = BY_NAME[rule_name].fast(), bench_book.BOOK_CLASSES[rule_name]()
     for grads in _fresh_grad_stream(fast_params, seed=4):
         fast.update(fast_params, grads)
         book.update(book_params, {k: g.copy() for k, g in grads.items()})
@@ -58,7 +64,7 @@ def _train_both(rule_name):
 @pytest.mark.parametrize("rule_name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop"])
 def test_book_classes_are_bit_identical_to_fastopt(rule_name):
     fast_params, book_params = _train_both(rule_name)
-    initial = bench.book_net_params(TINY_NET, seed=3)
+    initial = bench_book.book_net_params(TINY_NET, seed=3)
     for k in fast_params:
         assert fast_params[k].tobytes() == book_params[k].tobytes(), (rule_name, k)
         assert not np.array_equal(fast_params[k], initial[k]), k  # the steps did something
@@ -78,9 +84,9 @@ def test_book_adam_agrees_with_fastopt():
 
 def test_shared_sgd_is_bit_identical_to_the_books():
     # One fastopt SGD stepping three networks in turn (weight_init_compare.py).
-    fast_nets = [bench.book_net_params(TINY_NET, seed=i) for i in range(3)]
+    fast_nets = [bench_book.book_net_params(TINY_NET, seed=i) for i in range(3)]
     book_nets = [{k: v.copy() for k, v in p.items()} for p in fast_nets]
-    fast, book = BY_NAME["SGD"].fast(), bench.BookSGD()
+    fast, book = BY_NAME["SGD"].fast(), bench_book.BookSGD()
     streams = [_fresh_grad_stream(p, seed=10 + i) for i, p in enumerate(fast_nets)]
     for _ in range(STEPS):
         for fast_params, book_params, stream in zip(fast_nets, book_nets, streams):
@@ -94,10 +100,10 @@ def test_shared_sgd_is_bit_identical_to_the_books():
 
 def test_book_baselines_cover_the_registry():
     book_rules = {"SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"}
-    assert set(bench.BOOK_CLASSES) == book_rules
+    assert set(bench_book.BOOK_CLASSES) == book_rules
     for rule in RULES:
-        label, cls = bench.book_baseline(rule)
-        assert (label, cls) == (("book", bench.BOOK_CLASSES[rule.name]) if rule.name in book_rules
+        label, cls = bench_book.book_baseline(rule)
+        assert (label, cls) == (("book", bench_book.BOOK_CLASSES[rule.name]) if rule.name in book_rules
                                 else ("fastopt.reference", rule.reference))
 
 
@@ -108,9 +114,9 @@ def test_book_loop_step_times_only_the_update_with_fresh_grads():
         def update(self, params, grads):
             seen.append(grads)
 
-    params = bench.book_net_params(TINY_NET)
-    base = bench.base_grads(params)
-    step = bench.book_loop_step(Recorder(), [(params, base), (params, base)])
+    params = bench_book.book_net_params(TINY_NET)
+    base = bench_book.base_grads(params)
+    step = bench_book.BookLoopStep(Recorder(), [(params, base), (params, base)])
     assert step() >= 0 and step() >= 0
     assert step.calls == 2 and step.faults >= 0
     step.reset_counters()
@@ -123,7 +129,7 @@ def test_book_loop_step_times_only_the_update_with_fresh_grads():
 
 
 def test_throughput_run_and_roofs_on_the_engine():
-    results = bench.run([BY_NAME["Adam"], BY_NAME["SGD"]], [1000], ["one"], rounds=1, progress=False, mlp=False)
+    results = measure.throughput([BY_NAME["Adam"], BY_NAME["SGD"]], [1000], ["one"], rounds=1, progress=False, mlp=False)
     by = {(r.rule, r.impl): r for r in results}
     # torch is in the test extra: its implementations join the table
     torch_impls = {"torch-forloop", "torch-foreach", "torch-fused"}
@@ -135,40 +141,97 @@ def test_throughput_run_and_roofs_on_the_engine():
 
 def test_cli_book_case_only(tmp_path, capsys):
     markdown = tmp_path / "summary.md"
-    assert bench.main(["--rules", "SGD,Adam", "--cases", "book", "--book-rounds", "1",
+    assert cli.main(["--rules", "SGD,Adam", "--cases", "book", "--book-rounds", "1",
                        "--markdown", str(markdown)]) == 0
     out = capsys.readouterr().out
     assert "the book's loop" in out and "throughput" not in out
     table = markdown.read_text()
-    for case in ("SGD", "Adam", bench.SHARED_SGD):
+    for case in ("SGD", "Adam", bench_book.SHARED_SGD):
         assert f"| {case} | book |" in table
     assert "Momentum" not in table
 
 
 def test_cli_rejects_unknown_rules_and_cases():
     with pytest.raises(SystemExit):
-        bench.main(["--rules", "SGD,NoSuchRule"])
+        cli.main(["--rules", "SGD,NoSuchRule"])
     with pytest.raises(SystemExit):
-        bench.main(["--cases", "books"])
+        cli.main(["--cases", "books"])
 
 
 def test_torch_adapter_case_runs():
-    cases = (("1 tensor", (1000,), "float32"), ("3 tensors bf16", (10, 20, 30), "bfloat16"))
-    results = bench.torch_adapter(rounds=1, cases=cases, progress=False)
+    todo = (("1 tensor", (1000,), "float32"), ("3 tensors bf16", (10, 20, 30), "bfloat16"))
+    results = measure.torch_adapter(rounds=1, todo=todo, progress=False)
     assert [(r.case, r.n, r.dtype) for r in results] == [("1 tensor", 1000, "float32"),
                                                        ("3 tensors bf16", 60, "bfloat16")]
     assert all(r.seconds > 0 and r.x_fused > 0 and r.x_default > 0 for r in results)
-    text = "\n".join(bench.torch_adapter_report(results, bench.environment()))
+    text = "\n".join(report.torch_adapter_report(results, report.environment()))
     assert "x fused" in text and "3 tensors bf16" in text
 
 
 def test_cli_state_case(capsys):
-    assert bench.main(["--cases", "state", "--sizes", "3000", "--rounds", "1", "--rules", "AdamW"]) == 0
+    assert cli.main(["--cases", "state", "--sizes", "3000", "--rounds", "1", "--rules", "AdamW"]) == 0
     out = capsys.readouterr().out
-    assert "low-precision state" in out and "throughput" not in out
+    assert "state formats" in out and "throughput" not in out
     rows = [line.split() for line in out.splitlines() if line.startswith("AdamW ")]
-    assert [r[2] for r in rows] == ["float32", "bfloat16", "int8"]
-    per_element = {r[2]: float(r[-2]) for r in rows}
-    per_param = {r[2]: float(r[-1]) for r in rows}
-    assert per_element == {"float32": 28.0, "bfloat16": 20.0, "int8": 16.1}
-    assert per_param["float32"] == 8.0 and per_param["bfloat16"] == 4.0 and per_param["int8"] <= 2.1
+    assert [r[3] for r in rows] == ["plain", "state=bfloat16", "state=int8"]
+    per_element = {r[3]: float(r[-2]) for r in rows}
+    per_param = {r[3]: float(r[-1]) for r in rows}
+    assert per_element == {"plain": 28.0, "state=bfloat16": 20.0, "state=int8": 16.1}
+    assert per_param["plain"] == 8.0 and per_param["state=bfloat16"] == 4.0 and per_param["state=int8"] <= 2.1
+
+
+def test_cases_follow_the_registry_and_its_capabilities():
+    assert cases.rule_names() == [rule.name for rule in RULES]
+    for rule in RULES:
+        offered = cases.options(rule)
+        assert offered[:4] == ("plain", "clip_norm", "groups", "maximize")
+        assert offered[4:] == tuple(f"state={f}" for f in rule.state_dtypes[1:])
+        for state_format in ("bfloat16", "int8"):
+            accepted = True
+            try:
+                rule.fast(state_dtype=state_format)
+            except Exception:
+                accepted = False
+            assert (f"state={state_format}" in offered) == (accepted and bool(rule.math.state_names)), rule.name
+    assert cases.options(BY_NAME["Adafactor"]) == ("plain", "clip_norm", "groups", "maximize")
+    assert "state=int8" not in cases.options(BY_NAME["LAMB"]) and "state=int8" in cases.options(BY_NAME["Lion"])
+
+
+def test_bytes_per_element_per_case():
+    adam, lamb = BY_NAME["Adam"], BY_NAME["LAMB"]
+    assert cases.bytes_per_element(adam) == adam.bytes_per_element(4) == 28
+    assert cases.bytes_per_element(adam, "clip_norm") == 32  # the norm reads the grads once more
+    assert cases.bytes_per_element(adam, "state=bfloat16") == 20
+    assert cases.bytes_per_element(adam, "state=int8") == 12 + 4 * (1 + 4 / 256)
+    assert cases.bytes_per_element(lamb) == lamb.bytes_per_element(4) == 44
+    assert cases.bytes_per_element(lamb, "state=bfloat16") == 44 - 6 * 2  # m, v read twice, written once
+    assert cases.bytes_per_element(BY_NAME["Adafactor"]) == 24
+
+
+def test_option_cases_run_with_their_roofs():
+    results = measure.option_cases([BY_NAME["Lion"], BY_NAME["SGD"]], [3000], "arena", rounds=1, progress=False)
+    assert [(r.rule, r.option) for r in results] == (
+        [("Lion", o) for o in cases.options(BY_NAME["Lion"])] + [("SGD", o) for o in cases.options(BY_NAME["SGD"])])
+    for r in results:
+        assert r.seconds > 0 and r.x_plain > 0 and r.pct_of_roof > 0, r
+    by = {(r.rule, r.option): r for r in results}
+    assert by[("Lion", "state=int8")].state_bytes_per_param < 1.1 < by[("Lion", "plain")].state_bytes_per_param
+    assert by[("SGD", "plain")].state_bytes_per_param == 0
+    with pytest.raises(NotImplementedError):
+        cases.make_step("fastopt", BY_NAME["Adam"], 1000, "one", "groups")  # one key: no second group
+
+
+def test_bench_entry_point_without_a_checkout_says_where_the_harness_is(tmp_path):
+    # An installed wheel has fastopt but no fastopt_bench beside it.
+    shutil.copytree(Path(cli.__file__).resolve().parents[1] / "fastopt", tmp_path / "site" / "fastopt",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    import numba
+
+    # -S: no site-packages .pth files (an editable install's would put the
+    # checkout on the path); numpy and numba from where they are installed.
+    path = [str(tmp_path / "site"), *{str(Path(m.__file__).resolve().parents[1]) for m in (np, numba)}]
+    run = subprocess.run([sys.executable, "-S", "-m", "fastopt", "bench", "--help"], cwd=tmp_path,
+                         env={"PYTHONPATH": ":".join(path), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "fastopt_bench/" in run.stderr and "clone" in run.stderr

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt.bench import BookNesterov  # the book's common/optimizer.py, verbatim
+from fastopt_bench.book import BookNesterov  # the book's common/optimizer.py, verbatim
 from fastopt.registry import RULES
 
 from conftest import assert_same, copy_params, random_grads
