@@ -74,7 +74,10 @@ def state_formats(rule) -> tuple[str, ...]:
     offered = getattr(rule, "state_dtypes", None)
     if offered is not None:
         return tuple(offered)
-    return ("float32",)
+    math = rule.fast.math  # a commit before Rule.state_dtypes: ask the math as it does
+    if not getattr(math, "state_names", ()) or not hasattr(math, "low_precision_error"):
+        return ("float32",)
+    return ("float32",) + tuple(f for f in ("bfloat16", "int8") if math.low_precision_error(f) is None)
 
 
 # -- engine options that change the kernel's work ------------------------------
