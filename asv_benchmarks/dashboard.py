@@ -8,7 +8,7 @@ from asv's results JSON (read with asv's own reader) and an ``index.html``
 that references nothing but them.
 
 * one plot per rule: throughput per commit (million elements updated per
-  second, N = 1e7 float32 unless ``--n`` says otherwise, dict layout) for
+  second, N = 1e6 float32 unless ``--n`` says otherwise, dict layout) for
   fastopt and the NumPy reference, from ``Update.time_update``, beside its
   % of the same-traffic roof per commit (``Figures.track_time_vs_roof``);
 * a summary of the newest commit per rule: % of roof, speed-up over the
@@ -39,7 +39,7 @@ VS_FUSED = "bench_update.Figures.track_time_vs_torch_fused"
 OPTION_VS_PLAIN = "bench_update.Options.track_time_vs_plain"
 OPTION_VS_ROOF = "bench_update.Options.track_time_vs_roof"
 BOOK = "bench_update.BookLoop.track_time_vs_book"
-THROUGHPUT_N = 10_000_000
+THROUGHPUT_N = 1_000_000
 
 
 def _value(text):
@@ -270,7 +270,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--results", type=Path, default=HERE / ".asv" / "results")
     parser.add_argument("--machine", help="asv machine name (default: the one with the most results)")
     parser.add_argument("--out", type=Path, default=HERE / ".asv" / "dashboard")
-    parser.add_argument("--n", type=int, default=THROUGHPUT_N, help="the size plotted (default 1e7)")
+    parser.add_argument("--n", type=int, default=THROUGHPUT_N, help="the size plotted (default 1e6)")
     args = parser.parse_args(argv)
     machine, commits, data = load(args.results, args.machine)
     drawn = draw(machine, commits, data, args.out, args.n)

@@ -44,10 +44,11 @@ class Update:
     """asv's own timing of one ``update(params, grads)``, fastopt and the
     reference: the per-commit throughput lines of the dashboard."""
 
-    params = [RULE_NAMES, ["fastopt", "reference"], [1_000, 10_000_000], ["dict"]]
+    params = [RULE_NAMES, ["fastopt", "reference"], [1_000_000], ["dict"]]
     param_names = ["rule", "impl", "n", "layout"]
     timeout = 300
-    repeat = (2, 5, 2.0)
+    processes = 1
+    repeat = (3, 7, 2.0)
     warmup_time = 0.05
 
     def setup(self, rule, impl, n, layout):
