@@ -64,6 +64,8 @@ case "$command" in
         $ASV machine --yes --machine ci-check > /dev/null
         $ASV check --python=same
         rules=${CHECK_RULES:-[^\']*}   # e.g. CHECK_RULES='SGD|Adam': only these rules
+        # The figures measure every rule once per commit (setup_cache): only these.
+        export FASTOPT_ASV_RULES=${CHECK_RULES:-.*}
         $ASV run --python=same --machine ci-check --quick --show-stderr \
             -b "Update.time_update\('($rules)', " \
             -b "Figures.track_time_vs_reference\('($rules)', 1000, " "$@"

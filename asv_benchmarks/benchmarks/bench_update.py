@@ -2,21 +2,22 @@
 measured against the fastopt of the commit asv installed.
 
 Nothing is defined here: the cases, the book's optimizers, the roof and the
-interleaved timing are ``python -m fastopt bench``'s own, so asv and the
+interleaved timing are ``python -m fastopt bench``'s own (``Figures`` and
+``Options`` call the very functions its report comes from), so asv and the
 bench agree on a commit's figures.  Parametrized over the rule registry and
 each rule's capabilities (its engine options and state formats), so a new
-rule or format appears with no edit.  Anything a commit lacks raises
-``NotImplementedError`` in ``setup``, which asv shows as n/a.
+rule or format appears with no edit.  What a commit lacks is n/a.
 
-Every ``track_`` figure is a time ratio measured side by side in one process
+Every ``track_`` time figure is a ratio measured side by side in one process
 (interleaved rounds, medians), lower is better as asv assumes: 0.1 means
 fastopt took a tenth of the other's time.  The dashboard and the README show
-their inverse (speed-up, % of roof).
-
-The parameter space is kept small enough for ``run.sh history 5`` to finish
-in about a quarter of an hour on a 2-core machine.
+their inverse (speed-up, % of roof).  ``Figures`` and ``Options`` measure
+all their cases once per commit (``setup_cache``), which with asv's fork
+server keeps ``run.sh history 5`` within a quarter of an hour on 2 cores.
 """
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,20 +25,33 @@ from pathlib import Path
 # commit asv installed, never from this checkout.
 sys.path.append(str(Path(__file__).resolve().parents[2]))
 
-from fastopt_bench import book, cases  # noqa: E402
-from fastopt_bench.measure import book_loop_case, medians, roof_of  # noqa: E402
-from fastopt_bench import timing  # noqa: E402  (not its names: asv takes a time_ function for a benchmark)
+from fastopt_bench import book, cases, measure  # noqa: E402
+
+try:  # imported once in asv's fork server, not in every benchmark process
+    import torch  # noqa: F401
+except ImportError:
+    pass
 
 RULE_NAMES = cases.rule_names()
-#: Interleaved rounds of each track_ figure.
+#: Interleaved rounds of each figure.
 ROUNDS = 5
+#: A regular expression: only these rules are measured (run.sh check sets it).
+ONLY_RULES = os.environ.get("FASTOPT_ASV_RULES")
+#: The figures' cases: (n, layout) per figure.
+VS_REFERENCE = [(1_000, "dict"), (1_000_000, "dict")]
+VS_ROOF = [(10_000_000, "arena")]
+VS_TORCH_FUSED = [(1_000_000, "one")]
+OPTIONS_CASE = (1_000_000, "arena")
 
 
-def _figure(steps, against):
-    """fastopt's median time over ``against``'s (a step name, or "roof")."""
-    found = medians(timing.time_interleaved(steps, ROUNDS))
-    other = roof_of(found) if against == "roof" else found[against]
-    return found["fastopt"] / other
+def _measured_rules():
+    return [cases.rule(name) for name in RULE_NAMES if ONLY_RULES is None or re.fullmatch(ONLY_RULES, name)]
+
+
+def _ratio(results, against):
+    """fastopt's median time over ``against``'s, from one case's results."""
+    by = {r.impl: r.seconds for r in results}
+    return by["fastopt"] / by[against] if against in by else None
 
 
 class Update:
@@ -52,6 +66,8 @@ class Update:
     warmup_time = 0.05
 
     def setup(self, rule, impl, n, layout):
+        if ONLY_RULES is not None and not re.fullmatch(ONLY_RULES, rule):
+            raise NotImplementedError(f"{rule} not selected")
         self.update = cases.make_step(impl, cases.rule(rule), n, layout)
         self.update()  # compile (or load from cache) and touch every buffer
         self.update()
@@ -61,89 +77,95 @@ class Update:
 
 
 class Figures:
-    """The README's ratios, per rule: fastopt against the NumPy reference, the
-    same-traffic roof and torch's fused kernel (n/a without torch)."""
+    """The README's ratios per rule, measured once per commit in one process
+    (``setup_cache``), each in its own interleaved rounds: fastopt against the
+    NumPy reference, against the same-traffic roof, against torch's fused
+    kernel (n/a without torch or a fused kernel)."""
 
     timeout = 600
 
-    def setup(self, rule, n, layout):
-        self.rule = cases.rule(rule)
+    def setup_cache(self):
+        figures = {}
+        for rule in _measured_rules():
+            for n, layout in VS_REFERENCE:
+                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=("fastopt", "reference"))
+                figures[("reference", rule.name, n, layout)] = _ratio(results, "reference")
+            for n, layout in VS_ROOF:
+                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=("fastopt",))
+                figures[("roof", rule.name, n, layout)] = _ratio(results, "roof")
+            for n, layout in VS_TORCH_FUSED:
+                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=("fastopt", "torch-fused"))
+                figures[("torch-fused", rule.name, n, layout)] = _ratio(results, "torch-fused")
+        return figures
 
-    def track_time_vs_reference(self, rule, n, layout):
-        return _figure(cases.throughput_steps(self.rule, n, layout, impls=("fastopt", "reference"), roof=False),
-                       "reference")
+    setup_cache.timeout = 1200
 
-    track_time_vs_reference.params = [RULE_NAMES, [1_000, 1_000_000], ["dict"]]
+    def setup(self, figures, rule, n, layout):
+        self.figures = figures
+
+    def _figure(self, against, rule, n, layout):
+        value = self.figures.get((against, rule, n, layout))
+        if value is None:
+            raise NotImplementedError(f"no {against} figure for {rule}")
+        return value
+
+    def track_time_vs_reference(self, figures, rule, n, layout):
+        return self._figure("reference", rule, n, layout)
+
+    track_time_vs_reference.params = [RULE_NAMES, sorted({n for n, _ in VS_REFERENCE}), ["dict"]]
     track_time_vs_reference.param_names = ["rule", "n", "layout"]
     track_time_vs_reference.unit = "fastopt time / reference time"
 
-    def track_time_vs_roof(self, rule, n, layout):
-        return _figure(cases.throughput_steps(self.rule, n, layout, impls=("fastopt",)), "roof")
+    def track_time_vs_roof(self, figures, rule, n, layout):
+        return self._figure("roof", rule, n, layout)
 
-    track_time_vs_roof.params = [RULE_NAMES, [10_000_000], ["arena"]]
+    track_time_vs_roof.params = [RULE_NAMES, [n for n, _ in VS_ROOF], [layout for _, layout in VS_ROOF]]
     track_time_vs_roof.param_names = ["rule", "n", "layout"]
     track_time_vs_roof.unit = "fastopt time / same-traffic roof time (1 = at the roof)"
 
-    def track_time_vs_torch_fused(self, rule, n, layout):
-        steps = cases.throughput_steps(self.rule, n, layout, impls=("fastopt", "torch-fused"), roof=False)
-        if "torch-fused" not in steps:
-            raise NotImplementedError(f"no torch, or no fused torch kernel for {rule}")
-        return _figure(steps, "torch-fused")
+    def track_time_vs_torch_fused(self, figures, rule, n, layout):
+        return self._figure("torch-fused", rule, n, layout)
 
-    track_time_vs_torch_fused.params = [RULE_NAMES, [1_000_000], ["one"]]
+    track_time_vs_torch_fused.params = [RULE_NAMES, [n for n, _ in VS_TORCH_FUSED],
+                                        [layout for _, layout in VS_TORCH_FUSED]]
     track_time_vs_torch_fused.param_names = ["rule", "n", "layout"]
     track_time_vs_torch_fused.unit = "fastopt time / torch fused time"
 
 
 class Options:
     """Each engine option and state format a rule offers (1e6 float32
-    elements, an arena): against the plain update and against the roof of
-    its own traffic."""
+    elements, an arena), all of one rule in one interleaved run, as ``python
+    -m fastopt bench --cases options`` measures them: against the plain
+    update, against the roof of its own traffic, and the state's bytes."""
 
-    params = [RULE_NAMES, [o for o in cases.ALL_OPTIONS if o != "plain"]]
+    params = [RULE_NAMES, list(cases.ALL_OPTIONS)]
     param_names = ["rule", "option"]
     timeout = 600
-    n, layout = 1_000_000, "arena"
 
-    def setup(self, rule, option):
-        self.rule = cases.rule(rule)
-        cases.check_option(self.rule, option)
+    def setup_cache(self):
+        n, layout = OPTIONS_CASE
+        return {(r.rule, r.option): r for r in measure.option_cases(_measured_rules(), [n], layout, ROUNDS,
+                                                                        progress=False)}
 
-    def track_time_vs_plain(self, rule, option):
-        steps = {"fastopt": cases.make_step("fastopt", self.rule, self.n, self.layout, option),
-                 "plain": cases.make_step("fastopt", self.rule, self.n, self.layout, seed=1)}
-        return _figure(steps, "plain")
+    setup_cache.timeout = 1200
+
+    def setup(self, results, rule, option):
+        self.result = results.get((rule, option))
+        if self.result is None:
+            raise NotImplementedError(f"{rule} has no option case {option!r} at this commit")
+
+    def track_time_vs_plain(self, results, rule, option):
+        return 1.0 / self.result.x_plain
 
     track_time_vs_plain.unit = "time with the option / plain time"
 
-    def track_time_vs_roof(self, rule, option):
-        steps = {"fastopt": cases.make_step("fastopt", self.rule, self.n, self.layout, option),
-                 **cases.make_roof_steps(self.rule, self.n, option)}
-        return _figure(steps, "roof")
+    def track_time_vs_roof(self, results, rule, option):
+        return 100.0 / self.result.pct_of_roof
 
-    track_time_vs_roof.unit = "time / this option's same-traffic roof time"
+    track_time_vs_roof.unit = "time / this case's same-traffic roof time"
 
-
-class StateBytes:
-    """Bytes of optimizer state per param, per state format."""
-
-    params = [RULE_NAMES, ["float32", "bfloat16", "int8"]]
-    param_names = ["rule", "state_dtype"]
-
-    def setup(self, rule, state_dtype):
-        self.rule = cases.rule(rule)
-        if state_dtype not in cases.state_formats(self.rule):
-            raise NotImplementedError(f"{rule} offers no {state_dtype} state at this commit")
-
-    def track_state_bytes_per_param(self, rule, state_dtype):
-        n = 100_000
-        step = cases.make_step("fastopt", self.rule, n, "one", f"state={state_dtype}" if state_dtype != "float32"
-                               else "plain")
-        step()
-        state = getattr(step.optimizer, "optimizer_state", None)
-        if state is None or not hasattr(state, "nbytes"):
-            raise NotImplementedError("no optimizer_state.nbytes at this commit")
-        return state.nbytes / n
+    def track_state_bytes_per_param(self, results, rule, option):
+        return self.result.state_bytes_per_param
 
     track_state_bytes_per_param.unit = "bytes of state per param"
 
@@ -159,9 +181,12 @@ class BookLoop:
     timeout = 300
 
     def setup(self, rule, net):
-        cases.rule("SGD" if rule == book.SHARED_SGD else rule)
+        name = "SGD" if rule == book.SHARED_SGD else rule
+        if ONLY_RULES is not None and not re.fullmatch(ONLY_RULES, name):
+            raise NotImplementedError(f"{rule} not selected")
+        cases.rule(name)
 
     def track_time_vs_book(self, rule, net):
-        return 1.0 / book_loop_case(rule, net, rounds=7).ratio
+        return 1.0 / measure.book_loop_case(rule, net, rounds=ROUNDS).ratio
 
     track_time_vs_book.unit = "fastopt time / book optimizer time"
