@@ -10,10 +10,10 @@ that references nothing but them.
 * one plot per rule: throughput per commit (million elements updated per
   second, N = 1e6 float32 unless ``--n`` says otherwise, dict layout) for
   fastopt and the NumPy reference, from ``Update.time_update``, beside its
-  % of the same-traffic roof per commit (``Figures.track_time_vs_roof``);
+  % of the same-traffic roof per commit (``Roof.track_time_vs_roof``);
 * a summary of the newest commit per rule: % of roof, speed-up over the
   reference and over torch's fused kernel, and in the book's loop
-  (``Figures``, ``BookLoop``), as plots and a table;
+  (``Roof``, ``Reference``, ``TorchFused``, ``BookLoop``), as plots and a table;
 * the engine options and state formats of every rule (``Options``): % of
   each case's own roof and speed against the plain update.
 
@@ -33,9 +33,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 UPDATE = "bench_update.Update.time_update"
-VS_REFERENCE = "bench_update.Figures.track_time_vs_reference"
-VS_ROOF = "bench_update.Figures.track_time_vs_roof"
-VS_FUSED = "bench_update.Figures.track_time_vs_torch_fused"
+VS_REFERENCE = "bench_update.Reference.track_time_vs_reference"
+VS_ROOF = "bench_update.Roof.track_time_vs_roof"
+VS_FUSED = "bench_update.TorchFused.track_time_vs_torch_fused"
 OPTION_VS_PLAIN = "bench_update.Options.track_time_vs_plain"
 OPTION_VS_ROOF = "bench_update.Options.track_time_vs_roof"
 BOOK = "bench_update.BookLoop.track_time_vs_book"

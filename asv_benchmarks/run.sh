@@ -60,7 +60,7 @@ case "$command" in
     check)
         # Against the fastopt installed in the current environment, no
         # virtualenvs built: every benchmark must import, and Update and the
-        # smallest size of Figures' reference ratio must run.
+        # smallest size of the reference ratio must run.
         $ASV machine --yes --machine ci-check > /dev/null
         $ASV check --python=same
         rules=${CHECK_RULES:-[^\']*}   # e.g. CHECK_RULES='SGD|Adam': only these rules
@@ -68,7 +68,7 @@ case "$command" in
         export FASTOPT_ASV_RULES=${CHECK_RULES:-.*}
         $ASV run --python=same --machine ci-check --quick --show-stderr \
             -b "Update.time_update\('($rules)', " \
-            -b "Figures.track_time_vs_reference\('($rules)', 1000, " "$@"
+            -b "Reference.track_time_vs_reference\('($rules)', 1000, " "$@"
         ;;
     *)
         sed -n '2,23p' "$0"

@@ -22,7 +22,7 @@ def test_asv_check_and_quick_subset(tmp_path):
     # first and last of the registry and Adam.
     ran = (RULES[0].name, "Adam", RULES[-1].name)
     env = dict(os.environ, HOME=str(tmp_path), ASV=str(asv), CHECK_RULES="|".join(ran))
-    # run.sh check runs Update and Figures' reference ratio at N = 1000; add
+    # run.sh check runs Update and the reference ratio at N = 1000; add
     # the other benchmarks: the book's loop, the options and the state bytes.
     book = [
         "-b", r"BookLoop.track_time_vs_book\('(SGD|shared SGD)', ",
@@ -70,7 +70,7 @@ def test_offline_dashboard_from_stored_results(tmp_path):
     run = subprocess.run(
         [str(asv), "run", "--config", str(tmp_path / "asv.conf.json"), "--python=same", "--machine", "dash",
          "--quick", "--set-commit-hash", head.stdout.strip(),
-         "-b", r"Update.time_update\('(SGD|Adam)', ", "-b", r"Figures.track_.*\('(SGD|Adam)', 1000, ",
+         "-b", r"Update.time_update\('(SGD|Adam)', ", "-b", r"Reference.track_.*\('(SGD|Adam)', 1000, ",
          "-b", r"Options.track_time_vs_roof\('(SGD|Adam)', ",
          "-b", r"BookLoop.track_time_vs_book\('Adam', "],
         env=env, capture_output=True, text=True, timeout=600,

@@ -2,7 +2,7 @@
 measured against the fastopt of the commit asv installed.
 
 Nothing is defined here: the cases, the book's optimizers, the roof and the
-interleaved timing are ``python -m fastopt bench``'s own (``Figures`` and
+interleaved timing are ``python -m fastopt bench``'s own (the figures and
 ``Options`` call the very functions its report comes from), so asv and the
 bench agree on a commit's figures.  Parametrized over the rule registry and
 each rule's capabilities (its engine options and state formats), so a new
@@ -11,7 +11,7 @@ rule or format appears with no edit.  What a commit lacks is n/a.
 Every ``track_`` time figure is a ratio measured side by side in one process
 (interleaved rounds, medians), lower is better as asv assumes: 0.1 means
 fastopt took a tenth of the other's time.  The dashboard and the README show
-their inverse (speed-up, % of roof).  ``Figures`` and ``Options`` measure
+their inverse (speed-up, % of roof).  The figures and ``Options`` measure
 all their cases once per commit (``setup_cache``), which with asv's fork
 server keeps ``run.sh history 5`` within a quarter of an hour on 2 cores.
 """
@@ -76,59 +76,73 @@ class Update:
         self.update()
 
 
-class Figures:
-    """The README's ratios per rule, measured once per commit in one process
-    (``setup_cache``), each in its own interleaved rounds: fastopt against the
-    NumPy reference, against the same-traffic roof, against torch's fused
-    kernel (n/a without torch or a fused kernel)."""
+class _Figure:
+    """One of the README's ratios per rule, fastopt's time over ``against``'s,
+    measured once per commit for every rule in one process (``setup_cache``),
+    each case in its own interleaved rounds (``fastopt_bench.measure``)."""
 
+    against = None  # "reference", "roof" or "torch-fused"
+    figure_cases = []  # (n, layout)
+    impls = ()
     timeout = 600
 
     def setup_cache(self):
         figures = {}
         for rule in _measured_rules():
-            for n, layout in VS_REFERENCE:
-                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=("fastopt", "reference"))
-                figures[("reference", rule.name, n, layout)] = _ratio(results, "reference")
-            for n, layout in VS_ROOF:
-                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=("fastopt",))
-                figures[("roof", rule.name, n, layout)] = _ratio(results, "roof")
-            for n, layout in VS_TORCH_FUSED:
-                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=("fastopt", "torch-fused"))
-                figures[("torch-fused", rule.name, n, layout)] = _ratio(results, "torch-fused")
+            for n, layout in self.figure_cases:
+                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=self.impls)
+                figures[(rule.name, n, layout)] = _ratio(results, self.against)
         return figures
 
     setup_cache.timeout = 1200
 
     def setup(self, figures, rule, n, layout):
-        self.figures = figures
+        self.value = figures.get((rule, n, layout))
+        if self.value is None:
+            raise NotImplementedError(f"no {self.against} figure for {rule} at N = {n} ({layout})")
 
-    def _figure(self, against, rule, n, layout):
-        value = self.figures.get((against, rule, n, layout))
-        if value is None:
-            raise NotImplementedError(f"no {against} figure for {rule}")
-        return value
+
+def _figure_params(figure_cases):
+    return [RULE_NAMES, sorted({n for n, _ in figure_cases}), sorted({layout for _, layout in figure_cases})]
+
+
+class Reference(_Figure):
+    """fastopt against the NumPy reference."""
+
+    against, figure_cases, impls = "reference", VS_REFERENCE, ("fastopt", "reference")
+    params = _figure_params(VS_REFERENCE)
+    param_names = ["rule", "n", "layout"]
 
     def track_time_vs_reference(self, figures, rule, n, layout):
-        return self._figure("reference", rule, n, layout)
+        return self.value
 
-    track_time_vs_reference.params = [RULE_NAMES, sorted({n for n, _ in VS_REFERENCE}), ["dict"]]
-    track_time_vs_reference.param_names = ["rule", "n", "layout"]
     track_time_vs_reference.unit = "fastopt time / reference time"
 
-    def track_time_vs_roof(self, figures, rule, n, layout):
-        return self._figure("roof", rule, n, layout)
 
-    track_time_vs_roof.params = [RULE_NAMES, [n for n, _ in VS_ROOF], [layout for _, layout in VS_ROOF]]
-    track_time_vs_roof.param_names = ["rule", "n", "layout"]
-    track_time_vs_roof.unit = "fastopt time / same-traffic roof time (1 = at the roof)"
+class Roof(_Figure):
+    """fastopt against the same-traffic roof (1 = at the roof)."""
+
+    against, figure_cases, impls = "roof", VS_ROOF, ("fastopt",)
+    params = _figure_params(VS_ROOF)
+    param_names = ["rule", "n", "layout"]
+
+    def track_time_vs_roof(self, figures, rule, n, layout):
+        return self.value
+
+    track_time_vs_roof.unit = "fastopt time / same-traffic roof time"
+
+
+class TorchFused(_Figure):
+    """fastopt against torch's fused CPU kernel (n/a without torch or where
+    torch has none)."""
+
+    against, figure_cases, impls = "torch-fused", VS_TORCH_FUSED, ("fastopt", "torch-fused")
+    params = _figure_params(VS_TORCH_FUSED)
+    param_names = ["rule", "n", "layout"]
 
     def track_time_vs_torch_fused(self, figures, rule, n, layout):
-        return self._figure("torch-fused", rule, n, layout)
+        return self.value
 
-    track_time_vs_torch_fused.params = [RULE_NAMES, [n for n, _ in VS_TORCH_FUSED],
-                                        [layout for _, layout in VS_TORCH_FUSED]]
-    track_time_vs_torch_fused.param_names = ["rule", "n", "layout"]
     track_time_vs_torch_fused.unit = "fastopt time / torch fused time"
 
 
