@@ -232,9 +232,9 @@ def write_index(machine, commits, drawn, out: Path) -> Path:
                      + "</tr>")
         for rule in summary["rules"]:
             cells = []
-            for values in summary["columns"].values():
+            for column, values in summary["columns"].items():
                 value = values.get(rule)
-                cells.append("-" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.2f}")
+                cells.append("-" if value is None else f"{value:.0f}%" if column.startswith("%") else f"{value:.2f}")
             parts.append(f"<tr><td>{esc(rule)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
     options = drawn["options"]

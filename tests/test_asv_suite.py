@@ -71,7 +71,7 @@ def test_offline_dashboard_from_stored_results(tmp_path):
         [str(asv), "run", "--config", str(tmp_path / "asv.conf.json"), "--python=same", "--machine", "dash",
          "--quick", "--set-commit-hash", head.stdout.strip(),
          "-b", r"Update.time_update\('(SGD|Adam)', ", "-b", r"Reference.track_.*\('(SGD|Adam)', 1000, ",
-         "-b", r"Options.track_time_vs_roof\('(SGD|Adam)', ",
+         "-b", r"Options.track_time_vs_roof\('(SGD|Adam)', ", "-b", r"Roof.track_.*\('(SGD|Adam)', ",
          "-b", r"BookLoop.track_time_vs_book\('Adam', "],
         env=env, capture_output=True, text=True, timeout=600,
     )
@@ -86,9 +86,10 @@ def test_offline_dashboard_from_stored_results(tmp_path):
     assert "http" not in page and "<script" not in page  # opens without a network
     for image in ("rules/SGD.png", "rules/Adam.png", "summary.png", "options.png", "book_loop.png"):
         assert f"'{image}'" in page and (out / image).stat().st_size > 5_000, image
-    # The summary table: x reference at 1e3 and the book's loop for Adam; the
-    # options table: % of roof for its two state formats.
-    assert re.search(r"<td>Adam</td>(<td>-</td>)*<td>[0-9.]+</td>(<td>-</td>)*<td>[0-9.]+</td>", page), page
+    # The summary table: % of roof (1e7 arena), x reference (1e3) and the
+    # book's loop for Adam; the options table: % of roof for its two state formats.
+    assert "<th>% of roof (1e7 arena)</th><th>x reference (1e3 dict)</th><th>x book&#x27;s loop</th>" in page, page
+    assert re.search(r"<td>Adam</td><td>[0-9]+%</td><td>[0-9.]+</td><td>[0-9.]+</td>", page), page
     assert re.search(r"<td>Adam</td><td>[0-9]+%</td><td>[0-9]+%</td>", page), page
 
 

@@ -76,25 +76,24 @@ class Update:
         self.update()
 
 
+def _measure_figures(against, figure_cases, impls):
+    """{(rule, n, layout): fastopt's time over ``against``'s} for every rule."""
+    figures = {}
+    for rule in _measured_rules():
+        for n, layout in figure_cases:
+            results = measure.throughput_case(rule, n, layout, ROUNDS, impls=impls)
+            figures[(rule.name, n, layout)] = _ratio(results, against)
+    return figures
+
+
 class _Figure:
-    """One of the README's ratios per rule, fastopt's time over ``against``'s,
-    measured once per commit for every rule in one process (``setup_cache``),
-    each case in its own interleaved rounds (``fastopt_bench.measure``)."""
+    """One of the README's ratios per rule, fastopt's time over another's,
+    measured once per commit for every rule in one process (``setup_cache``:
+    each class writes its own, since asv tells caches apart by their source
+    line), each case in its own interleaved rounds (``fastopt_bench.measure``)."""
 
     against = None  # "reference", "roof" or "torch-fused"
-    figure_cases = []  # (n, layout)
-    impls = ()
     timeout = 600
-
-    def setup_cache(self):
-        figures = {}
-        for rule in _measured_rules():
-            for n, layout in self.figure_cases:
-                results = measure.throughput_case(rule, n, layout, ROUNDS, impls=self.impls)
-                figures[(rule.name, n, layout)] = _ratio(results, self.against)
-        return figures
-
-    setup_cache.timeout = 1200
 
     def setup(self, figures, rule, n, layout):
         self.value = figures.get((rule, n, layout))
@@ -109,9 +108,14 @@ def _figure_params(figure_cases):
 class Reference(_Figure):
     """fastopt against the NumPy reference."""
 
-    against, figure_cases, impls = "reference", VS_REFERENCE, ("fastopt", "reference")
+    against = "reference"
     params = _figure_params(VS_REFERENCE)
     param_names = ["rule", "n", "layout"]
+
+    def setup_cache(self):
+        return _measure_figures("reference", VS_REFERENCE, ("fastopt", "reference"))
+
+    setup_cache.timeout = 1200
 
     def track_time_vs_reference(self, figures, rule, n, layout):
         return self.value
@@ -122,9 +126,14 @@ class Reference(_Figure):
 class Roof(_Figure):
     """fastopt against the same-traffic roof (1 = at the roof)."""
 
-    against, figure_cases, impls = "roof", VS_ROOF, ("fastopt",)
+    against = "roof"
     params = _figure_params(VS_ROOF)
     param_names = ["rule", "n", "layout"]
+
+    def setup_cache(self):
+        return _measure_figures("roof", VS_ROOF, ("fastopt",))
+
+    setup_cache.timeout = 1200
 
     def track_time_vs_roof(self, figures, rule, n, layout):
         return self.value
@@ -136,9 +145,14 @@ class TorchFused(_Figure):
     """fastopt against torch's fused CPU kernel (n/a without torch or where
     torch has none)."""
 
-    against, figure_cases, impls = "torch-fused", VS_TORCH_FUSED, ("fastopt", "torch-fused")
+    against = "torch-fused"
     params = _figure_params(VS_TORCH_FUSED)
     param_names = ["rule", "n", "layout"]
+
+    def setup_cache(self):
+        return _measure_figures("torch-fused", VS_TORCH_FUSED, ("fastopt", "torch-fused"))
+
+    setup_cache.timeout = 1200
 
     def track_time_vs_torch_fused(self, figures, rule, n, layout):
         return self.value
