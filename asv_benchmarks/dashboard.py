@@ -142,13 +142,17 @@ def draw(machine, commits, data, out: Path, n: int = THROUGHPUT_N) -> dict:
         drawn["rules"].append(rule)
 
     newest = commits[-1][0] if commits else None
+    def inverse_by_size(key, label, scale=1.0):
+        """{f"{label} (N layout)": {rule: scale / value}} for each size and layout measured."""
+        out = {}
+        for (rule, size, layout), value in sorted(_newest(data, key, newest).items(), key=lambda kv: kv[0][1]):
+            out.setdefault(f"{label} ({size:.0e} {layout})".replace("e+0", "e"), {})[rule] = scale / value
+        return out
+
     columns = {
-        "% of roof (1e7 arena)": {r: 100.0 / v for r, v in _by_rule(_newest(data, VS_ROOF, newest)).items()},
-        "x reference (1e6 dict)": {p[0]: 1.0 / v for p, v in _newest(data, VS_REFERENCE, newest).items()
-                                   if p[1] == 1_000_000},
-        "x reference (1e3 dict)": {p[0]: 1.0 / v for p, v in _newest(data, VS_REFERENCE, newest).items()
-                                   if p[1] == 1_000},
-        "x torch fused (1e6)": {r: 1.0 / v for r, v in _by_rule(_newest(data, VS_FUSED, newest)).items()},
+        **inverse_by_size(VS_ROOF, "% of roof", 100.0),
+        **inverse_by_size(VS_REFERENCE, "x reference"),
+        **inverse_by_size(VS_FUSED, "x torch fused"),
         "x book's loop": {p[0]: 1.0 / v for p, v in _newest(data, BOOK, newest).items()},
     }
     columns = {name: values for name, values in columns.items() if values}

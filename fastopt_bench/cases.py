@@ -153,7 +153,7 @@ def mlp_size() -> int:
 
 
 def _arrays(shapes, rng, scale=1.0):
-    return {f"a{i}": (rng.standard_normal(s) * scale).astype(np.float32) for i, s in enumerate(shapes)}
+    return {f"a{i}": rng.standard_normal(s, dtype=np.float32) * np.float32(scale) for i, s in enumerate(shapes)}
 
 
 def _arena(params: dict, grads: dict):
@@ -239,10 +239,7 @@ def _torch_step(impl: str, rule, params: dict, grads: dict):
 def make_roof_steps(rule, n: int, option: str = "plain") -> dict:
     """The case's roof, serial and parallel: {"roof-serial": ..., "roof-parallel": ...}."""
     config = {} if option == "groups" else option_config(rule, option)
-    case_passes = passes(rule, **config)
-    return {f"roof-{variant}": roofs.make_roof(case_passes, n, variant, state_format_of(option),
-                                               norm_pass=option == "clip_norm")
-            for variant in roofs.VARIANTS}
+    return roofs.make_roofs(passes(rule, **config), n, state_format_of(option), norm_pass=option == "clip_norm")
 
 
 def throughput_steps(rule, n: int, layout: str, option: str = "plain", impls=IMPLEMENTATIONS,

@@ -116,15 +116,21 @@ READ_ROOFS = {1: roof_read_one, 2: roof_read_two, 3: roof_read_three, 4: roof_re
 STORED = {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}
 
 
-def make_roof(passes, n: int, variant: str, state_format: str = "float32", norm_pass: bool = False):
-    """One update's traffic: a roof kernel per pass, run one after the other
-    over ``n``-element params, grads and state buffers (``norm_pass``: first a
-    read of the grads, as clip_norm's global norm)."""
+def make_roofs(passes, n: int, state_format: str = "float32", norm_pass: bool = False) -> dict:
+    """One update's traffic, {"roof-serial": ..., "roof-parallel": ...}: a roof
+    kernel per pass, run one after the other over ``n``-element params, grads
+    and state buffers (``norm_pass``: first a read of the grads, as
+    clip_norm's global norm).  The two variants share their arrays."""
     rng = np.random.default_rng(1)
-    p = rng.standard_normal(n).astype(np.float32)
-    g = (rng.standard_normal(n) * 1e-3).astype(np.float32)
+    p = rng.standard_normal(n, dtype=np.float32)
+    g = rng.standard_normal(n, dtype=np.float32) * np.float32(1e-3)
     n_arrays = max(read for read, _ in passes)
     arrays = [p, g] + [np.zeros(n, STORED[state_format]) for _ in range(max(0, n_arrays - 2))]
+    return {f"roof-{variant}": _roof(passes, arrays, variant, norm_pass) for variant in VARIANTS}
+
+
+def _roof(passes, arrays, variant: str, norm_pass: bool):
+    g = arrays[1]
     calls = [(getattr(READ_ROOFS[1], variant), [g])] if norm_pass else []
     for read, written in passes:
         if written == 0:
