@@ -12,7 +12,7 @@
 #   asv_benchmarks/run.sh compare A B          table of A vs B from stored results
 #   asv_benchmarks/run.sh continuous BASE HEAD [ARGS]
 #                                              run both, fail if any benchmark got
-#                                              slower by more than FACTOR (default 1.5)
+#                                              slower by more than FACTOR (default 2)
 #   asv_benchmarks/run.sh check                import every benchmark against the
 #                                              installed fastopt and run a small subset once
 #                                              (CHECK_RULES='SGD|Adam' limits it to those rules)
@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ASV=${ASV:-asv}
-FACTOR=${FACTOR:-1.5}
+FACTOR=${FACTOR:-2}
 MACHINE=${MACHINE:-$(hostname)}
 
 command=${1:-help}

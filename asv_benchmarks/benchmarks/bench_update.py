@@ -63,7 +63,7 @@ class Update:
     param_names = ["rule", "impl", "n", "layout"]
     timeout = 300
     processes = 1
-    repeat = (3, 5, 1.0)
+    repeat = (5, 10, 2.0)
     warmup_time = 0.05
 
     def setup(self, rule, impl, n, layout):
