@@ -34,14 +34,14 @@ def mpiexec() -> str:
     return found
 
 
-def run_mpi(n: int, scenario: str, out: Path, *args, timeout: float = 600) -> list[dict]:
+def run_mpi(n: int, scenario: str, out: Path, *args, timeout: float = 600, exit_codes=(0,)) -> list[dict]:
     """Run a scenario of mpi_program.py on ``n`` ranks; each rank's record."""
     out.mkdir(parents=True, exist_ok=True)
     command = [mpiexec(), "-n", str(n), sys.executable, str(PROGRAM), scenario, str(out), *map(str, args)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(fastopt.__file__).parents[1]),
                                                                    os.environ.get("PYTHONPATH")])))
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.returncode in exit_codes, result.stdout[-2000:] + result.stderr[-4000:]
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(n)]
 
 
@@ -223,7 +223,10 @@ def test_a_nan_on_one_rank_skips_or_raises_on_every_rank_as_one_process_would(tm
 
 @pytest.mark.parametrize("n", [2, 3], ids=lambda n: f"{n}ranks")
 def test_a_failing_rank_fails_every_rank_clearly_and_in_bounded_time(tmp_path, n):
-    records = run_mpi(n, "faults", tmp_path, timeout=300)
+    # The stalled rank is still asleep when the others leave, and mpiexec
+    # then kills it (SIGKILL); whether mpiexec reports that kill as its own
+    # exit status 9 is a race inside it (seen once in CI), so the records decide.
+    records = run_mpi(n, "faults", tmp_path, timeout=300, exit_codes=(0, 9))
     last = n - 1
     for rank, record in enumerate(records):
         # Bad grads on the last rank: it raises its own typed error, the others name it.
