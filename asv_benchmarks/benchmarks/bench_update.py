@@ -167,7 +167,7 @@ class Options:
     -m fastopt bench --cases options`` measures them: against the plain
     update, against the roof of its own traffic, and the state's bytes."""
 
-    params = [RULE_NAMES, list(cases.ALL_OPTIONS)]
+    params = [RULE_NAMES, cases.all_options()]
     param_names = ["rule", "option"]
     timeout = 600
 
