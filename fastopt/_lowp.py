@@ -166,21 +166,19 @@ HALF = (0x3F80 - _FIRST_KEY) + 1  # buckets of [0, 1]: up to 1.0's key
 def _bucket_table(midpoints: np.ndarray) -> np.ndarray:
     """For each bucket (sign, then the key of ``|x|``), the code just below
     the bucket's only midpoint."""
-    as_value = lambda key: float(np.uint32(key << 16).view(np.float32))  # noqa: E731
-    table = np.empty(2 * HALF, np.uint8)
-    finite = midpoints[:-1].astype(np.float64)
-    for index in range(HALF):
-        lo = 0.0 if index == 0 else as_value(_FIRST_KEY + index)
-        hi = as_value(_FIRST_KEY + index + 1)
-        # x in [lo, hi): codes below = midpoints < lo; x in (-hi, -lo]: midpoints <= -hi.
-        for half, below, inside in (
-            (0, np.searchsorted(finite, lo, "left"), np.count_nonzero((finite >= lo) & (finite < hi))),
-            (1, np.searchsorted(finite, -hi, "right"), np.count_nonzero((finite > -hi) & (finite <= -lo))),
-        ):
-            if inside > 1:
-                raise AssertionError(f"bucket {index} holds {inside} midpoints")
-            table[half * HALF + index] = below
-    return table
+    keys = np.arange(_FIRST_KEY, _FIRST_KEY + HALF + 1, dtype=np.uint32)
+    edges = (keys << np.uint32(16)).view(np.float32).astype(np.float64)
+    lo, hi = edges[:-1].copy(), edges[1:]
+    lo[0] = 0.0
+    finite = midpoints[:-1].astype(np.float64)  # sorted
+    # x in [lo, hi): codes below = midpoints < lo; x in (-hi, -lo]: midpoints <= -hi.
+    below_positive = np.searchsorted(finite, lo, "left")
+    below_negative = np.searchsorted(finite, -hi, "right")
+    inside = np.maximum(np.searchsorted(finite, hi, "left") - below_positive,
+                        np.searchsorted(finite, -lo, "right") - below_negative)
+    if inside.max() > 1:
+        raise AssertionError(f"bucket {int(np.argmax(inside))} holds {int(inside.max())} midpoints")
+    return np.concatenate([below_positive, below_negative]).astype(np.uint8)
 
 
 def _midpoints(codes: np.ndarray) -> np.ndarray:
