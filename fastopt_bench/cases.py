@@ -83,18 +83,29 @@ def state_formats(rule) -> tuple[str, ...]:
 # -- engine options that change the kernel's work ------------------------------
 
 
+#: Options that leave the kernel's memory traffic as plain's: what they cost
+#: is the per-update Python and scalars work (visible at small sizes).
+SAME_TRAFFIC = ("groups", "maximize", "schedule")
+
+
 def options(rule) -> tuple[str, ...]:
     """The option cases of ``rule``: ``plain`` (defaults), ``clip_norm`` (a
-    norm pass over the grads first), ``groups`` (two learning rates: the
-    group column), ``maximize``, and ``state=F`` for each compact state format
-    the rule offers."""
-    return ("plain", "clip_norm", "groups", "maximize") + tuple(
+    norm pass over the grads first), ``groups`` (three groups with their own
+    learning rates: the group column), ``maximize``, ``schedule`` (a
+    warmup-cosine learning rate), and ``state=F`` for each compact state
+    format the rule offers."""
+    return ("plain", "clip_norm", "groups", "maximize", "schedule") + tuple(
         f"state={f}" for f in state_formats(rule) if f != "float32")
+
+
+def traffic_of(option: str) -> str:
+    """The option case whose memory traffic ``option`` has (its roof)."""
+    return "plain" if option in SAME_TRAFFIC else option
 
 
 def all_options() -> list[str]:
     """Every option case some rule of the registry offers."""
-    found = {"plain": None, "clip_norm": None, "groups": None, "maximize": None}
+    found = dict.fromkeys(("plain", "clip_norm", *SAME_TRAFFIC))
     for name in rule_names():
         found.update(dict.fromkeys(options(rule(name))))
     return list(found)
@@ -106,13 +117,20 @@ def option_config(rule, option: str) -> dict:
         return {}
     if option == "clip_norm":
         return {"clip_norm": 1.0}
-    if option == "groups":  # keys a1, a10, a11 at half the learning rate
-        return {"groups": {"a1*": {"lr": rule.fast().lr / 2}}}
+    if option == "groups":  # keys a1, a10, a11; a2; a3 at their own learning rates
+        lr = rule.fast().lr
+        return {"groups": {"a1*": {"lr": lr / 2}, "a2": {"lr": lr / 4}, "a3": {"lr": lr * 2}}}
     if option == "maximize":
         return {"maximize": True}
+    if option == "schedule":
+        try:
+            from fastopt import schedules
+        except ImportError:  # a commit before schedules: make_step says NotImplemented
+            return {"lr": None}
+        return {"lr": schedules.warmup_cosine_decay(0.0, rule.fast().lr, 100, 10**9)}
     if option.startswith("state="):
         return {"state_dtype": option.split("=", 1)[1]}
-    raise ValueError(f"unknown option {option!r}; known: plain, clip_norm, groups, maximize, state=F")
+    raise ValueError(f"unknown option {option!r}; known: plain, clip_norm, groups, maximize, schedule, state=F")
 
 
 def state_format_of(option: str) -> str:
@@ -121,8 +139,9 @@ def state_format_of(option: str) -> str:
 
 def bytes_per_element(rule, option: str = "plain") -> float:
     """Bytes one float32 update of this case moves per element."""
-    config = {} if option == "groups" else option_config(rule, option)
-    return roofs.bytes_per_element(passes(rule, **config), state_format_of(option), option == "clip_norm")
+    option = traffic_of(option)
+    return roofs.bytes_per_element(passes(rule, **option_config(rule, option)), state_format_of(option),
+                                   option == "clip_norm")
 
 
 # -- layouts --------------------------------------------------------------------
@@ -238,8 +257,9 @@ def _torch_step(impl: str, rule, params: dict, grads: dict):
 
 def make_roof_steps(rule, n: int, option: str = "plain") -> dict:
     """The case's roof, serial and parallel: {"roof-serial": ..., "roof-parallel": ...}."""
-    config = {} if option == "groups" else option_config(rule, option)
-    return roofs.make_roofs(passes(rule, **config), n, state_format_of(option), norm_pass=option == "clip_norm")
+    option = traffic_of(option)
+    return roofs.make_roofs(passes(rule, **option_config(rule, option)), n, state_format_of(option),
+                            norm_pass=option == "clip_norm")
 
 
 def throughput_steps(rule, n: int, layout: str, option: str = "plain", impls=IMPLEMENTATIONS,

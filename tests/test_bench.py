@@ -184,8 +184,8 @@ def test_cases_follow_the_registry_and_its_capabilities():
     assert cases.rule_names() == [rule.name for rule in RULES]
     for rule in RULES:
         offered = cases.options(rule)
-        assert offered[:4] == ("plain", "clip_norm", "groups", "maximize")
-        assert offered[4:] == tuple(f"state={f}" for f in rule.state_dtypes[1:])
+        assert offered[:5] == ("plain", "clip_norm", "groups", "maximize", "schedule")
+        assert offered[5:] == tuple(f"state={f}" for f in rule.state_dtypes[1:])
         for state_format in ("bfloat16", "int8"):
             accepted = True
             try:
@@ -193,7 +193,7 @@ def test_cases_follow_the_registry_and_its_capabilities():
             except Exception:
                 accepted = False
             assert (f"state={state_format}" in offered) == (accepted and bool(rule.math.state_names)), rule.name
-    assert cases.options(BY_NAME["Adafactor"]) == ("plain", "clip_norm", "groups", "maximize")
+    assert cases.options(BY_NAME["Adafactor"]) == ("plain", "clip_norm", "groups", "maximize", "schedule")
     assert "state=int8" not in cases.options(BY_NAME["LAMB"]) and "state=int8" in cases.options(BY_NAME["Lion"])
 
 
@@ -206,6 +206,8 @@ def test_bytes_per_element_per_case():
     assert cases.bytes_per_element(lamb) == lamb.bytes_per_element(4) == 44
     assert cases.bytes_per_element(lamb, "state=bfloat16") == 44 - 6 * 2  # m, v read twice, written once
     assert cases.bytes_per_element(BY_NAME["Adafactor"]) == 24
+    for option in cases.SAME_TRAFFIC:  # the per-update Python differs, not the traffic
+        assert cases.bytes_per_element(adam, option) == 28 and cases.traffic_of(option) == "plain"
 
 
 def test_option_cases_run_with_their_roofs():
@@ -217,8 +219,12 @@ def test_option_cases_run_with_their_roofs():
     by = {(r.rule, r.option): r for r in results}
     assert by[("Lion", "state=int8")].state_bytes_per_param < 1.1 < by[("Lion", "plain")].state_bytes_per_param
     assert by[("SGD", "plain")].state_bytes_per_param == 0
+    assert len(cases.option_config(BY_NAME["SGD"], "groups")["groups"]) == 3  # three groups besides the defaults
     with pytest.raises(NotImplementedError):
         cases.make_step("fastopt", BY_NAME["Adam"], 1000, "one", "groups")  # one key: no second group
+    # ... which the option cases leave out rather than fail
+    one = measure.option_case(BY_NAME["SGD"], 1000, "one", ["groups", "schedule"], rounds=1)
+    assert [r.option for r in one] == ["plain", "schedule"]
 
 
 def test_bench_entry_point_without_a_checkout_says_where_the_harness_is(tmp_path):
