@@ -633,6 +633,69 @@ class RuleMath:
         """Give ``plan`` its ``run``: the kernel bound to the plan's arrays."""
         runner.bind(plan, kernel, scalars, state.step, state_dtype)
 
+    @property
+    def scalars_filler(self) -> numba.core.registry.CPUDispatcher | None:
+        """``scalars`` compiled: ``filler(hyper, t_cell, out)`` writes, for
+        each row ``r`` of the structured array ``hyper`` (one float64 field per
+        hyperparameter), ``scalars(hyper[r], t_cell[0])`` into the rule's
+        columns of ``out[r]``.  None for a rule that carries values across
+        updates, or whose ``scalars`` Numba cannot compile: the engine then
+        calls it in Python.  The step count arrives as a float; ``x ** t``
+        is then C's ``pow`` in both, as ``x ** int`` is in Python, and every
+        other operation is one IEEE operation either way, so the bits agree
+        (tested for every rule, like the kernels)."""
+        filler = self.__dict__.get("_filler")
+        if filler is None:
+            filler = self._filler = False if self.carry is not None else _generate_filler(self)
+        return filler or None
+
+    def drop_scalars_filler(self) -> None:
+        """Numba could not type ``scalars``: keep calling it in Python."""
+        self._filler = False
+
+
+_FILLER = '''
+def {name}(hyper, t_cell, out):
+    t = t_cell[0]
+    for r in range(hyper.shape[0]):
+        s = scalars(hyper[r], t)
+{stores}
+'''
+
+
+def _generate_filler(math: RuleMath) -> numba.core.registry.CPUDispatcher:
+    inlined: dict = {}
+    scalars = _inlined_with_helpers(math.scalars, inlined)
+    # Named by every source file it inlines: an edit there means new cache entries.
+    files = sorted({inspect.getsourcefile(f) for f in inlined})
+    digest = hashlib.sha256("".join([ENGINE_DIGEST, *map(_file_digest, files)]).encode()).hexdigest()[:10]
+    name = f"{math.name.lower()}_scalars_{digest}"
+    first = len(PROLOGUE)
+    stores = "\n".join(f"        out[r, {first + k}] = s[{k}]" for k in range(len(math.scalar_names)))
+    namespace = {"scalars": scalars}
+    exec(compile(_FILLER.format(name=name, stores=stores), _THIS_FILE, "exec"), namespace)
+    function = namespace[name]
+    function.__module__ = __name__
+    function.__qualname__ = name
+    return _jit(function, parallel=False)
+
+
+def _inlined_with_helpers(function: Callable, inlined: dict):
+    """``function`` for inlining into compiled code, with the plain functions
+    of the rule modules that it names (RAdam's ``rectification``) compiled
+    the same way; ``inlined`` collects every function so treated."""
+    if function in inlined:
+        return inlined[function]
+    namespace = dict(function.__globals__)
+    clone = types.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
+                               function.__closure__)
+    inlined[function] = compiled = numba.njit(inline="always", **NUMBA_FLAGS)(clone)
+    rules_package = __name__.rpartition(".")[0] + ".rules"
+    for name, value in function.__globals__.items():
+        if isinstance(value, types.FunctionType) and value.__module__.startswith(rules_package):
+            namespace[name] = _inlined_with_helpers(value, inlined)
+    return compiled
+
 
 def _lowp_storage():
     from ._lowp import FORMAT_OF

@@ -10,8 +10,9 @@ every array (``PyArrayObject``: data pointer, ndim, dims, dtype, flags - a
 stable part of NumPy's ABI, probed at import and used only if the probe
 agrees with NumPy's own attributes) and checks, per key, what a full
 validation would: the same param object at the same address, still
-C-contiguous and writable, the same shape; a grad of the same dtype and
-shape, C-contiguous, whose bytes overlap no param and no state buffer.  It
+C-contiguous and writable, the same shape; a grad that is exactly an ndarray
+(its type word, read before anything else of the object), of the same dtype
+and shape, C-contiguous, whose bytes overlap no param and no state buffer.  It
 then writes the grads' addresses into the table.  Any difference sends the
 call through full validation, which raises the proper error or plans anew.
 Nothing of the caller's grads is kept after ``update`` returns.
@@ -30,8 +31,8 @@ from ._state import ABSMAX, INT8
 
 _C_CONTIGUOUS, _WRITEABLE = 0x0001, 0x0400
 # Words of PyArrayObject (64-bit): refcount, type, data, nd, dimensions,
-# strides, base, descr, flags.
-_DATA, _ND, _DIMS, _DESCR, _FLAGS = 2, 3, 4, 7, 8
+# strides, base, descr, flags.  The first two begin every Python object.
+_TYPE, _DATA, _ND, _DIMS, _DESCR, _FLAGS = 1, 2, 3, 4, 7, 8
 _HEADER_WORDS = 9
 _WORD = np.zeros(0, np.int64)
 _LOW32 = 0xFFFFFFFF
@@ -49,7 +50,8 @@ def _probe_headers() -> bool:
         flags = words[_FLAGS] & _LOW32
         dims = (ctypes.c_int64 * a.ndim).from_address(words[_DIMS] & (2**64 - 1)) if a.ndim else ()
         if (
-            words[_DATA] != a.__array_interface__["data"][0]
+            words[_TYPE] != id(np.ndarray)
+            or words[_DATA] != a.__array_interface__["data"][0]
             or words[_ND] & _LOW32 != a.ndim
             or tuple(dims) != a.shape
             or words[_DESCR] != id(a.dtype)
@@ -65,8 +67,8 @@ HEADERS_READABLE = _probe_headers()
 # The bind block: one int64 array holding everything the check needs, so
 # that the kernel (and the stand-alone check) take two arguments.  Its first
 # words give the offsets of its parts.
-FLAG, N_KEYS, N_OWNED, N_ROWS, IDS, EXPECT, OWNED, DIMS, GRAD_BASE, ROW_KEY, ROW_SHIFT = range(11)
-_HEAD = 11
+FLAG, N_KEYS, N_OWNED, N_ROWS, IDS, EXPECT, OWNED, DIMS, GRAD_BASE, ROW_KEY, ROW_SHIFT, ARRAY_TYPE = range(12)
+_HEAD = 12
 # Words of each key's EXPECT record.
 _P_ID, _P_DATA, _NDIM, _DIM0, _DESCR_ID, _NBYTES = range(6)
 _EXPECT_WORDS = 6
@@ -75,6 +77,11 @@ _EXPECT_WORDS = 6
 @helper
 def _header(address):
     return array_at(address, _HEADER_WORDS, _WORD)
+
+
+@helper
+def _type_of(address):
+    return array_at(address, _TYPE + 1, _WORD)[_TYPE]
 
 
 @helper
@@ -110,6 +117,8 @@ def check_and_bind(block, table):
             or flags & (_C_CONTIGUOUS | _WRITEABLE) != (_C_CONTIGUOUS | _WRITEABLE)
             or not _same_shape(p, block, expect, dims)
         ):
+            return key
+        if _type_of(block[ids + 2 * key + 1]) != block[ARRAY_TYPE]:  # exactly an ndarray
             return key
         g = _header(block[ids + 2 * key + 1])
         if g[_DESCR] != block[expect + _DESCR_ID] or not (g[_FLAGS] & _C_CONTIGUOUS):
@@ -167,6 +176,9 @@ def split_into_shares(sizes, parts: int, align: int = 1) -> list[tuple[int, int,
 
 class Plan:
     """One validated call's kernel table, ready to be re-bound to new grads."""
+
+    #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
+    plain = False
 
     def __init__(self, call, state, key_group, parts: int, copies=None):
         """``copies``: per key in layout order, the uint16 array that the
@@ -286,10 +298,12 @@ class Plan:
         for part in parts:
             offsets.append(at)
             at += len(part)
-        head = [0, n, len(owned), len(self.row_key), *offsets]
+        head = [0, n, len(owned), len(self.row_key), *offsets, id(np.ndarray)]
         self.block = np.array(head + [w for part in parts for w in part], np.int64)
         self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
         self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
+        #: Per key: where its param's id goes, where its grad's.
+        self.id_slots = [(key, 2 * k, 2 * k + 1) for k, key in enumerate(self.keys)]
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         self.param_objects = [p for _, p in call.param_arrays]  # their ids must stay theirs
         self.bindable = True
@@ -301,17 +315,13 @@ class Plan:
             return self.bind_scalars(params, grads)
         if not self.bindable or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
             return False
+        # Only ids here: the kernel checks each object's type before it reads
+        # more than the two words every Python object begins with.
         ids = self.ids
-        j = 0
-        ndarray = np.ndarray
-        get = params.get
-        for key in self.keys:
-            g = grads.get(key)
-            if type(g) is not ndarray:
-                return False
-            ids[j] = id(get(key))
-            ids[j + 1] = id(g)
-            j += 2
+        get_p, get_g = params.get, grads.get
+        for key, p_at, g_at in self.id_slots:
+            ids[p_at] = id(get_p(key))
+            ids[g_at] = id(get_g(key))
         self.flag[0] = 1
         return True
 

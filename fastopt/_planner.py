@@ -83,6 +83,8 @@ class Planner:
             plan.trust_ratio_column = _ColumnWriter(plan.scalars.table, column)
             plan.norms = NormPrepass(plan, kernel, plan.scalars, state, state_dtype, runner)
         math.bind(runner, plan, kernel, plan.scalars, state, state_dtype)
+        #: Nothing but the kernel call: no write-back, copies or norm pre-pass.
+        plan.plain = not plan.writeback and copies is None and plan.norms is None
         # Copies made for this call only (scalar params mixed with arrays)
         # cannot be re-bound; a dict of scalars keeps its own buffers.
         plans = self.plans

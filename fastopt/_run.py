@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, flushes_denormals, serialized
@@ -32,27 +33,121 @@ class Scalars:
         self.width = width
         self.version = self.count = None
         self.grad_scale = None
+        #: The rule's scalars compiled and bound to this table (see
+        #: :attr:`fastopt._jit.RuleMath.scalars_filler`); False: they run in
+        #: Python; None: not decided before the first fill.
+        self.compiled = None
+        #: The rows of hyperparameters the compiled scalars last read.
+        self.rows_source = None
+        #: Where each schedule's value goes (see :meth:`follow_schedules`).
+        self.slots = None
 
-    def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None) -> None:
+    def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None, source=None,
+             every_step: bool = False) -> None:
         """Every row for update ``count``: ``rows`` holds each row's resolved
-        hyperparameters (row 0 the optimizer's own, then one per group).
-        The prologue columns are rewritten only when the hyperparameters
-        changed; the rule's own columns whenever this is called."""
+        hyperparameters (row 0 the optimizer's own, then one per group);
+        ``source``, when given, is the object they were derived from, the
+        same one as long as they are the same (None: new rows).  The clip
+        and sign columns are rewritten only when the hyperparameters changed,
+        the coupled decay whenever the rows are new (a schedule moves it),
+        the rule's own columns whenever this is called.  ``every_step``: this
+        is called on every update (a schedule), so compile the scalars even
+        for a rule whose scalars do not change with the step count."""
         flat, width, first = self.flat, self.width, len(PROLOGUE)
-        if version != self.version:
-            for r, hp in enumerate(rows):
+        changed = version != self.version
+        fresh = changed or source is None or source is not self.rows_source
+        if changed:
+            for r in range(len(rows)):
                 base = r * width
                 flat[base + _CLIP_VALUE] = clip_value or 0.0
                 flat[base + _GRAD_SCALE] = -1.0 if maximize else 1.0
-                flat[base + _COUPLED_DECAY] = getattr(hp, math.coupled_decay) if math.coupled_decay else 0.0
             self.grad_scale = None
-        scalars, t = math.scalars, count + 1
-        for r, hp in enumerate(rows):
-            j = r * width + first
-            for value in (scalars(hp, t) if carried is None else scalars(hp, t, carried[r])):
-                flat[j] = value
-                j += 1
-        self.version, self.count = version, count
+            self.slots = None
+        if fresh:  # a scheduled weight decay moves with every update
+            decay = math.coupled_decay
+            for r, hp in enumerate(rows):
+                flat[r * width + _COUPLED_DECAY] = getattr(hp, decay) if decay else 0.0
+        compiled = self.compiled
+        if compiled is None and (math.depends_on_step or every_step):
+            compiled = self._compile(math, rows)
+        if compiled and carried is None and (not fresh or self._write_hyper(rows)):
+            self.t_cell[0] = count + 1
+            compiled()
+        else:
+            scalars, t = math.scalars, count + 1
+            for r, hp in enumerate(rows):
+                j = r * width + first
+                for value in (scalars(hp, t) if carried is None else scalars(hp, t, carried[r])):
+                    flat[j] = value
+                    j += 1
+        self.version, self.count, self.rows_source = version, count, source
+
+    def _compile(self, math, rows):
+        self.compiled = False
+        filler = math.scalars_filler
+        if filler is None:
+            return False
+        self.names = tuple(vars(rows[0]))
+        values = np.zeros((len(rows), len(self.names)))
+        hyper = values.view(np.dtype([(name, np.float64) for name in self.names])).reshape(len(rows))
+        self.hyper_values = memoryview(values.reshape(-1))
+        t = np.zeros(1)
+        self.t_cell = memoryview(t)
+        try:
+            self.compiled = bound_call(filler, (hyper, t, self.table))
+        except numba.core.errors.NumbaError:
+            math.drop_scalars_filler()
+        self.keepalive = hyper
+        return self.compiled
+
+    def follow_schedules(self, slots, coupled_decay: str | None) -> None:
+        """Let :meth:`refill` do the next updates while the hyperparameters do
+        not change: ``slots`` holds, per schedule, ``(hyperparameter, schedule,
+        rows)`` - its descriptor, the schedule and the rows that take its value.
+        Only with compiled scalars."""
+        if not self.compiled:
+            return
+        n = len(self.names)
+        self.slots = [
+            (hyper, schedule, [r * n + self.names.index(hyper.name) for r in rows],
+             [r * self.width + _COUPLED_DECAY for r in rows] if hyper.name == coupled_decay else [])
+            for hyper, schedule, rows in slots
+        ]
+
+    def refill(self, count: int, owner: str) -> None:
+        """Update ``count`` with the same hyperparameters: each schedule is
+        evaluated and checked (raising before anything is written), then the
+        compiled scalars run."""
+        slots = self.slots
+        values = [hyper.evaluate(schedule, count, owner) for hyper, schedule, _, _ in slots]
+        hyper_values, flat = self.hyper_values, self.flat
+        for (_, _, at, decay_at), value in zip(slots, values):
+            for i in at:
+                hyper_values[i] = value
+            for i in decay_at:
+                flat[i] = value
+        self.advance(count)
+
+    def advance(self, count: int) -> None:
+        """The compiled scalars for update ``count``, the hyperparameters unchanged."""
+        self.t_cell[0] = count + 1
+        self.compiled()
+        self.count = count
+
+    def _write_hyper(self, rows) -> bool:
+        """The hyperparameter rows for the compiled scalars; False when one
+        is not a float (a nullable one set to None), which Python handles."""
+        values, names, at = self.hyper_values, self.names, 0
+        try:
+            for hp in rows:
+                got = vars(hp)
+                for name in names:
+                    values[at] = got[name]
+                    at += 1
+        except TypeError:
+            self.compiled = False
+            return False
+        return True
 
     def scale_for_norm(self, norm: float, clip_norm: float, maximize: bool) -> None:
         """torch's clip coefficient ``min(1, clip_norm / (norm + 1e-6))`` as the grad scale."""

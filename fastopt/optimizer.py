@@ -23,13 +23,14 @@ import numpy as np
 from ._groups import Groups
 from ._options import EngineOptions, checked_state_dtype
 from ._checkpoint import StateIO
-from ._hyper import Hyperparameters, is_schedule
+from ._hyper import Hyperparameters
 from ._jit import RuleMath
 from ._lowp import STORAGE
 from ._plan import Plan
 from ._planner import Planner
 from ._run import KernelRunner
 from ._state import OptimizerState
+from ._step_scalars import StepScalars
 from .errors import HyperparameterError, NonFiniteGradientError
 
 #: Default size (elements in one update) from which the parallel kernel may
@@ -45,7 +46,7 @@ def _keyword(name, default):
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
 
 
-class Optimizer(EngineOptions, StateIO, Hyperparameters):
+class Optimizer(StepScalars, EngineOptions, StateIO, Hyperparameters):
     """Base of every rule: hyperparameters and engine options around a
     :class:`~fastopt._jit.RuleMath`.
 
@@ -98,6 +99,7 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
                                      self._math.int8_unsigned)
         self._runner = KernelRunner(None, self.default_parallel_min_size, self._clear_plans)
         self._planner = Planner(self._math, self._state, self._runner)
+        self._plans = self._planner.plans
         #: Updates skipped because of a non-finite gradient (nonfinite="skip").
         self.skipped_steps = 0
         #: The global L2 norm (float64) of the last update's grads (with clip_norm).
@@ -127,21 +129,6 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
             return state.views()[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _hyperparameters_changed(self) -> None:
-        super()._hyperparameters_changed()
-        if "_groups" in self.__dict__:
-            self._refresh_time_dependence()
-
-    def _refresh_time_dependence(self) -> None:
-        scheduled = self.has_schedule() or any(
-            is_schedule(v) for o in self._groups.overrides() for v in o.values()
-        )
-        self._scheduled = scheduled
-        self._time_dependent = scheduled or self._math.depends_on_step
-        self._needs_prepass = self.__dict__.get("_nonfinite", "propagate") != "propagate" or (
-            self.__dict__.get("_clip_norm") is not None)
-        self._rows_cache = None
-
     # -- the update -----------------------------------------------------------------
 
     def update(self, params, grads) -> None:
@@ -150,7 +137,23 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         if state.snapshot_waiting:
             with state.lock:  # a snapshot is being taken: wait for it
                 return self._update(params, grads)
-        return self._update(params, grads)
+        # The book's loop, inlined: same params dict, grads re-bound inside
+        # the kernel, no pre-pass.  Anything else takes _update.
+        plan = self._plans.get(id(params))
+        if plan is None or not plan.plain or self._needs_prepass or not plan.collect(params, grads):
+            return self._update(params, grads, None, plan)
+        scalars = plan.scalars
+        if scalars.version != self.hyperparameter_version or (
+            self._time_dependent and scalars.count != state.step_view[0]
+        ):
+            self._fill_scalars(plan, state.step_view[0])
+        state.sequence += 1
+        try:
+            bad = plan.run()
+        finally:
+            state.sequence = (state.sequence | 1) + 1
+        if bad >= 0:  # the kernel's check found a changed array and ran nothing
+            self._update(params, grads)
 
     def update_and_copy(self, params, grads, copies) -> None:
         """``update``, and in the same pass each new param rounded to the
@@ -164,8 +167,10 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
                 return self._update(params, grads, copies)
         return self._update(params, grads, copies)
 
-    def _update(self, params, grads, copies=None) -> None:
-        plan = self._planner.plan_for(params)
+    def _update(self, params, grads, copies=None, plan=False) -> None:
+        """``plan``: the plan of ``params`` when the caller looked it up (None: there is none)."""
+        if plan is False:
+            plan = self._plans.get(id(params))
         if plan is None or not plan.same_copies(copies) or not plan.collect(params, grads):
             plan = self._prepare(params, grads, copies)  # validate, plan
         state = self._state
@@ -196,21 +201,6 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
                 plan.run()
         finally:
             state.sequence = (state.sequence | 1) + 1  # even again, whatever interrupted
-
-    def _trust_ratios(self, plan, count: int) -> None:
-        plan.norms.write_trust_ratios(plan.scalars_rows(self._resolved_rows(count)), self._math.trust_ratio,
-                                      plan.trust_ratio_column)
-
-    def _fill_scalars(self, plan, count: int) -> None:
-        scalars = plan.scalars
-        if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
-            rows = self._resolved_rows(count)  # raises before anything is written
-            carried = None
-            if self._math.carry is not None:
-                carried = plan.scalars_rows(self._state.carried.for_update(count, rows, self._resolve_rows))
-            rows = plan.scalars_rows(rows)
-            scalars.fill(self.hyperparameter_version, rows, self._math, self._clip_value, self._maximize, count,
-                         carried)
 
     def _prepass(self, plan) -> bool:
         """The non-finite check and the clip norm, in one read of the grads.
@@ -274,29 +264,6 @@ class Optimizer(EngineOptions, StateIO, Hyperparameters):
         if self._state_dtype in STORAGE:
             return STORAGE[self._state_dtype]
         return np.dtype(param_dtype if self._state_dtype is None else self._state_dtype)
-
-    def _resolved_rows(self, count: int) -> list:
-        """Each scalars row's hyperparameters as floats (row 0: the optimizer's own)."""
-        cached = self._rows_cache
-        if cached is not None and cached[0] == self.hyperparameter_version:
-            return cached[1]
-        rows = self._resolve_rows(count)
-        # Without schedules the rows depend only on the hyperparameters.
-        self._rows_cache = None if self._scheduled else (self.hyperparameter_version, rows)
-        return rows
-
-    def _resolve_rows(self, count: int) -> list:
-        own = self.resolved(count)
-        rows = [own]
-        for overrides in self._groups.overrides():
-            values = dict(self._hyper)
-            values.update(overrides)
-            rows.append(self.resolved(count, values))
-        self.check_resolved(rows)
-        return rows
-
-    def check_resolved(self, rows) -> None:
-        """A rule's extra checks of resolved values (raise HyperparameterError)."""
 
     def init(self, params) -> None:
         """Fix the layout and allocate the state without stepping.

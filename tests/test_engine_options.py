@@ -78,6 +78,32 @@ def test_every_option_matches_the_reference(rule, option, dtype):
     _run(rule, kwargs, _net(dtype), variants=(SERIAL, PARALLEL), scale=3.0)
 
 
+def _every_hyperparameter_scheduled(rule, config: dict) -> dict:
+    """``config`` with each non-zero float hyperparameter turned into a
+    schedule from its value to half (or 1.5x) of it, inside its range."""
+    kwargs = dict(config)
+    values = rule.fast(**config).hyperparameters()
+    for name in rule.hyperparameter_names:
+        value = values[name]
+        if type(value) is not float or value == 0.0:
+            continue
+        check = getattr(rule.fast, name).check
+        end = next((e for e in (value * 0.5, value * 1.5) if check(e)), None)
+        if end is not None:
+            kwargs[name] = schedules.linear(value, end, 20)
+    return kwargs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@rules
+def test_every_hyperparameter_may_be_scheduled(rule, dtype):
+    # Weight decay included: the prologue's coupled decay follows its
+    # schedule like the rule's own scalars (it once kept the first value).
+    for config in rule.configs.values():
+        _run(rule, _every_hyperparameter_scheduled(rule, config), _net(dtype), steps=12,
+             variants=(SERIAL, PARALLEL), scale=3.0)
+
+
 def test_first_matching_pattern_wins_and_unmatched_keys_use_the_defaults():
     params = _net()
     opt = fastopt.SGD(lr=0.1, groups={"b1": {"lr": 0.5}, "b*": {"lr": 0.0}})

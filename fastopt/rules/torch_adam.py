@@ -25,6 +25,8 @@ from .._hyper import Hyperparameter, Hyperparameters, non_negative, positive, un
 from .._jit import RuleMath
 from ..optimizer import Optimizer
 from . import adamw
+from .adamw import Scalars as AdamWScalars
+from .adamw import scalars as adamw_scalars
 
 
 class TorchAdamHyperparameters(Hyperparameters):
@@ -35,10 +37,13 @@ class TorchAdamHyperparameters(Hyperparameters):
     weight_decay = Hyperparameter(0.0, non_negative, "coupled L2 coefficient")
 
 
-def scalars(hp, t) -> adamw.Scalars:
+def scalars(hp, t) -> AdamWScalars:
     # AdamW's update with its decoupled factor at 1 (``p * 1.0`` is exact):
     # the decay is the prologue's coupled one, on the grad.
-    return adamw.scalars(hp, t)._replace(decay=1.0)
+    s = adamw_scalars(hp, t)
+    return AdamWScalars(step_size=s.step_size, sqrt_bias2=s.sqrt_bias2, decay=1.0, beta1=s.beta1,
+                        one_minus_beta1=s.one_minus_beta1, beta2=s.beta2, one_minus_beta2=s.one_minus_beta2,
+                        eps=s.eps)
 
 
 MATH = RuleMath("TorchAdam", ("m", "v"), adamw.Scalars, scalars, adamw.update, depends_on_step=True,
