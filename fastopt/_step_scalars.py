@@ -54,8 +54,10 @@ class StepScalars:
             rows = plan.scalars_rows(rows)
             scalars.fill(self.hyperparameter_version, rows, self._math, self._clip_value, self._maximize, count,
                          carried, source, self._scheduled)
-            if self._scheduled and carried is None and type(self).check_resolved is StepScalars.check_resolved:
-                scalars.follow_schedules(self._schedule_slots(plan), self._math.coupled_decay)
+            if self._scheduled and carried is None:
+                slots = self._schedule_slots(plan)
+                if not any(hyper.name in self.checks_read for hyper, _, _ in slots):
+                    scalars.follow_schedules(slots, self._math.coupled_decay)
 
     def _schedule_slots(self, plan) -> list:
         """Per schedule: (its hyperparameter, the schedule, the scalars rows it feeds)."""
@@ -89,4 +91,9 @@ class StepScalars:
         return rows
 
     def check_resolved(self, rows) -> None:
-        """A rule's extra checks of resolved values (raise HyperparameterError)."""
+        """A rule's extra checks of resolved values (raise HyperparameterError);
+        a rule that defines them names the hyperparameters they read in
+        :attr:`checks_read` (a schedule of one of them is checked this way on
+        every update)."""
+
+    checks_read: tuple[str, ...] = ()

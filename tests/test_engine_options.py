@@ -104,6 +104,20 @@ def test_every_hyperparameter_may_be_scheduled(rule, dtype):
              variants=(SERIAL, PARALLEL), scale=3.0)
 
 
+def test_a_rules_own_checks_see_every_value_of_a_schedule():
+    # SGD(nesterov=True) needs momentum > 0: a momentum schedule that reaches
+    # 0 at count 3 is refused at that update, with nothing written.
+    opt = fastopt.SGD(lr=schedules.linear(0.1, 0.05, 10), momentum=schedules.linear(0.9, 0.0, 3), nesterov=True)
+    params = _net()
+    for _ in range(3):
+        opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    before = copy_params(params)
+    with pytest.raises(fastopt.HyperparameterError, match="nesterov=True needs momentum > 0"):
+        opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert opt.step_count == 3
+    assert_same(params, before)
+
+
 def test_first_matching_pattern_wins_and_unmatched_keys_use_the_defaults():
     params = _net()
     opt = fastopt.SGD(lr=0.1, groups={"b1": {"lr": 0.5}, "b*": {"lr": 0.0}})

@@ -115,5 +115,7 @@ class SGD(SGDHyperparameters, Optimizer):
             hp.nesterov = 1.0 if self.nesterov else 0.0
         return rows
 
+    checks_read = ("momentum", "dampening")
+
     def check_resolved(self, rows) -> None:
         check_momentum(type(self).__name__, rows, self._math is MOMENTUM_MATH, self.nesterov)

@@ -108,6 +108,8 @@ class TorchRMSprop(TorchRMSpropHyperparameters, Optimizer):
     def choose_math(self) -> RuleMath:
         return MATHS[self.centered, has_momentum_buffer(self._hyper["momentum"])]
 
+    checks_read = ("momentum",)
+
     def check_resolved(self, rows) -> None:
         if "b" in self._math.state_names:
             return
