@@ -644,40 +644,65 @@ class RuleMath:
         is then C's ``pow`` in both, as ``x ** int`` is in Python, and every
         other operation is one IEEE operation either way, so the bits agree
         (tested for every rule, like the kernels)."""
-        filler = self.__dict__.get("_filler")
-        if filler is None:
-            filler = self._filler = False if self.carry is not None else _generate_filler(self)
-        return filler or None
+        fillers = self.__dict__.get("_fillers")
+        if fillers is None:
+            fillers = self._fillers = False if self.carry is not None else _generate_fillers(self)
+        return fillers[0] if fillers else None
+
+    @property
+    def scheduled_scalars_filler(self) -> numba.core.registry.CPUDispatcher | None:
+        """:attr:`scalars_filler` after :func:`fastopt._compiled_schedules.fill_schedules`,
+        in one call: ``(words, slots, targets, count_cell, hyper_flat, out_flat,
+        hyper, t_cell, out) -> -1`` or the slot whose value is out of range
+        (then nothing was written)."""
+        return self._fillers[1] if self.scalars_filler is not None else None
 
     def drop_scalars_filler(self) -> None:
         """Numba could not type ``scalars``: keep calling it in Python."""
-        self._filler = False
+        self._fillers = False
 
 
-_FILLER = '''
+_FILLERS = '''
 def {name}(hyper, t_cell, out):
     t = t_cell[0]
     for r in range(hyper.shape[0]):
         s = scalars(hyper[r], t)
 {stores}
+
+
+def {name}_scheduled(words, slots, targets, count_cell, hyper_flat, out_flat, hyper, t_cell, out):
+    bad = fill_schedules(words, slots, targets, count_cell, hyper_flat, out_flat)
+    if bad < 0:
+        t = t_cell[0]
+        for r in range(hyper.shape[0]):
+            s = scalars(hyper[r], t)
+{stores_inside}
+    return bad
 '''
 
 
-def _generate_filler(math: RuleMath) -> numba.core.registry.CPUDispatcher:
+def _generate_fillers(math: RuleMath) -> tuple:
+    from . import _compiled_schedules
+
     inlined: dict = {}
     scalars = _inlined_with_helpers(math.scalars, inlined)
     # Named by every source file it inlines: an edit there means new cache entries.
-    files = sorted({inspect.getsourcefile(f) for f in inlined})
+    files = sorted({inspect.getsourcefile(f) for f in inlined} | {_compiled_schedules.__file__})
     digest = hashlib.sha256("".join([ENGINE_DIGEST, *map(_file_digest, files)]).encode()).hexdigest()[:10]
     name = f"{math.name.lower()}_scalars_{digest}"
     first = len(PROLOGUE)
-    stores = "\n".join(f"        out[r, {first + k}] = s[{k}]" for k in range(len(math.scalar_names)))
-    namespace = {"scalars": scalars}
-    exec(compile(_FILLER.format(name=name, stores=stores), _THIS_FILE, "exec"), namespace)
-    function = namespace[name]
-    function.__module__ = __name__
-    function.__qualname__ = name
-    return _jit(function, parallel=False)
+    stores = [f"out[r, {first + k}] = s[{k}]" for k in range(len(math.scalar_names))]
+    source = _FILLERS.format(name=name, stores="\n".join(" " * 8 + line for line in stores),
+                             stores_inside="\n".join(" " * 12 + line for line in stores))
+    namespace = {"scalars": scalars, "fill_schedules": _compiled_schedules.fill_schedules_compiled}
+    exec(compile(source, _THIS_FILE, "exec"), namespace)
+    fillers = []
+    for function_name in (name, name + "_scheduled"):
+        function = namespace[function_name]
+        function.__module__ = __name__
+        function.__qualname__ = function_name
+        fillers.append(_jit(function, parallel=False))
+    return tuple(fillers)
 
 
 def _inlined_with_helpers(function: Callable, inlined: dict):

@@ -18,6 +18,7 @@ import math
 import numba
 import numpy as np
 
+from ._compiled_schedules import CHECKS, program_of
 from ._jit import PARALLEL, PROLOGUE, FasterOf, bound_call, flushes_denormals, serialized
 from ._reduce import GradPrepass, block_table
 
@@ -39,8 +40,9 @@ class Scalars:
         self.compiled = None
         #: The rows of hyperparameters the compiled scalars last read.
         self.rows_source = None
-        #: Where each schedule's value goes (see :meth:`follow_schedules`).
-        self.slots = None
+        #: Where each schedule's value goes (see :meth:`follow_schedules`),
+        #: and the compiled call that evaluates and writes them (None: Python).
+        self.slots = self.schedule_call = None
 
     def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None, source=None,
              every_step: bool = False) -> None:
@@ -90,21 +92,26 @@ class Scalars:
         self.names = tuple(vars(rows[0]))
         values = np.zeros((len(rows), len(self.names)))
         hyper = values.view(np.dtype([(name, np.float64) for name in self.names])).reshape(len(rows))
-        self.hyper_values = memoryview(values.reshape(-1))
-        t = np.zeros(1)
-        self.t_cell = memoryview(t)
+        self.hyper_flat = values.reshape(-1)
+        self.hyper_values = memoryview(self.hyper_flat)
+        self.t_array = np.zeros(1)
+        self.t_cell = memoryview(self.t_array)
         try:
-            self.compiled = bound_call(filler, (hyper, t, self.table))
+            self.compiled = bound_call(filler, (hyper, self.t_array, self.table))
         except numba.core.errors.NumbaError:
             math.drop_scalars_filler()
-        self.keepalive = hyper
+        self.hyper = hyper
+        self.scheduled_filler = math.scheduled_scalars_filler
         return self.compiled
 
     def follow_schedules(self, slots, coupled_decay: str | None) -> None:
         """Let :meth:`refill` do the next updates while the hyperparameters do
         not change: ``slots`` holds, per schedule, ``(hyperparameter, schedule,
         rows)`` - its descriptor, the schedule and the rows that take its value.
-        Only with compiled scalars."""
+        Only with compiled scalars; built-in schedules are then evaluated in
+        compiled code too (:mod:`fastopt._compiled_schedules`), in the same
+        call as the rule's scalars."""
+        self.schedule_call = None
         if not self.compiled:
             return
         n = len(self.names)
@@ -113,11 +120,33 @@ class Scalars:
              [r * self.width + _COUPLED_DECAY for r in rows] if hyper.name == coupled_decay else [])
             for hyper, schedule, rows in slots
         ]
+        programs = [program_of(schedule) for _, schedule, _, _ in self.slots]
+        if any(p is None for p in programs) or any(h.check not in CHECKS for h, _, _, _ in self.slots):
+            return
+        words, table, targets = [], [], []
+        for (hyper, _, at, decay_at), program in zip(self.slots, programs):
+            table.append((len(words), CHECKS.index(hyper.check), len(targets), len(at), len(decay_at)))
+            words += program
+            targets += at + decay_at
+        self.count_cell = np.zeros(1, np.int64)
+        args = (np.array(words), np.array(table, np.int64).reshape(-1, 5), np.array(targets, np.int64),
+                self.count_cell, self.hyper_flat, self.table.reshape(-1), self.hyper, self.t_array, self.table)
+        try:
+            self.schedule_call = bound_call(self.scheduled_filler, args)
+        except numba.core.errors.NumbaError:
+            pass  # evaluated in Python, as a user's callable is
 
     def refill(self, count: int, owner: str) -> None:
         """Update ``count`` with the same hyperparameters: each schedule is
         evaluated and checked (raising before anything is written), then the
         compiled scalars run."""
+        if self.schedule_call is not None:
+            self.count_cell[0] = count
+            self.t_cell[0] = count + 1
+            if self.schedule_call() < 0:  # the schedules, then the rule's scalars
+                self.count = count
+                return
+            # A value out of range: Python's evaluation raises the error.
         slots = self.slots
         values = [hyper.evaluate(schedule, count, owner) for hyper, schedule, _, _ in slots]
         hyper_values, flat = self.hyper_values, self.flat

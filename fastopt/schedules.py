@@ -91,6 +91,14 @@ class Schedule:
         for arg, kind in self.spec.items():
             setattr(self, arg, _check(self.name, arg, kind, args[arg]))
         self._setup()
+        self._frozen = True
+
+    def __setattr__(self, name, value):
+        # An optimizer compiles a built-in schedule's arguments once
+        # (fastopt._compiled_schedules): a schedule is a value, like a float.
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"{self.name}: a schedule is immutable; build a new one")
+        object.__setattr__(self, name, value)
 
     def _setup(self) -> None:
         """Cross-argument checks and derived constants; ``_value(count)`` does the maths."""
