@@ -57,6 +57,8 @@ class Planner:
         if state.layout is None and stateful:
             state.allocate(call.layout, state_dtype_for(call.layout.dtype))
         state_dtype = state.state_dtype if stateful else state_dtype_for(call.layout.dtype)
+        if not stateful and state_dtype in FORMAT_OF:  # no state to store: the params' kernel
+            state_dtype = call.layout.dtype
         copy_views = None
         kind = None
         if copies is not None:

@@ -195,6 +195,7 @@ def test_changing_hyperparameters_between_steps_matches_and_never_recompiles(rul
     params = {"w": rng.standard_normal(50).astype(np.float32)}
     fast, ref = rule.fast(), rule.reference()
     fp, rp = copy_params(params), copy_params(params)
+    compiled_after_warmup = None
     for i in range(1, 30):
         for opt in (fast, ref):
             opt.lr = 0.001 * i
@@ -204,12 +205,14 @@ def test_changing_hyperparameters_between_steps_matches_and_never_recompiles(rul
         grads = random_grads(params, rng)
         fast.update(fp, grads)
         ref.update(rp, grads)
+        if i == 2:  # serial and parallel have run once
+            compiled_after_warmup = {d.__name__: list(d.signatures) for d in fast.kernel.variants()}
     assert_same(fp, rp)
     assert_same_state(fast, ref)
+    # What other tests of this process compiled does not count (the
+    # hypothesis test may draw another state dtype): nothing new since.
     for dispatcher in fast.kernel.variants():
-        scalars_at = 3 if "_norms_" in dispatcher.__name__ else 1  # the two ABIs' scalars table
-        f32 = [sig for sig in dispatcher.signatures if str(sig[scalars_at].dtype) == "float32"]
-        assert len(f32) == 1, f"{dispatcher.__name__} compiled {len(f32)} float32 signatures: {f32}"
+        assert list(dispatcher.signatures) == compiled_after_warmup[dispatcher.__name__], dispatcher.__name__
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
