@@ -194,15 +194,14 @@ def _in_range(check, x):
     return x <= 0.0
 
 
-def fill_schedules(words, slots, targets, count_cell, hyper, table):
-    """Each slot's schedule at ``count_cell[0]``, checked, written to its
+def fill_schedules(words, slots, targets, count, hyper, table):
+    """Each slot's schedule at update ``count``, checked, written to its
     targets; returns -1, or the first slot whose value is not finite or not
     in range (then nothing was written).
 
     ``slots[k]`` = (program offset, check code, first target, targets in
     ``hyper``, targets in ``table`` after them); ``targets`` holds flat
     indices into ``hyper`` (float64) and then ``table`` (the scalars)."""
-    count = count_cell[0]
     values = np.empty(slots.shape[0])
     for k in range(slots.shape[0]):
         v = _value(words, slots[k, 0], count)

@@ -652,9 +652,9 @@ class RuleMath:
     @property
     def scheduled_scalars_filler(self) -> numba.core.registry.CPUDispatcher | None:
         """:attr:`scalars_filler` after :func:`fastopt._compiled_schedules.fill_schedules`,
-        in one call: ``(words, slots, targets, count_cell, hyper_flat, out_flat,
-        hyper, t_cell, out) -> -1`` or the slot whose value is out of range
-        (then nothing was written)."""
+        in one call: ``(words, slots, targets, hyper_flat, hyper, t_cell, out)
+        -> -1`` or the slot whose value is out of range (then nothing was
+        written); the count is ``t_cell[0] - 1``."""
         return self._fillers[1] if self.scalars_filler is not None else None
 
     def drop_scalars_filler(self) -> None:
@@ -670,10 +670,10 @@ def {name}(hyper, t_cell, out):
 {stores}
 
 
-def {name}_scheduled(words, slots, targets, count_cell, hyper_flat, out_flat, hyper, t_cell, out):
-    bad = fill_schedules(words, slots, targets, count_cell, hyper_flat, out_flat)
+def {name}_scheduled(words, slots, targets, hyper_flat, hyper, t_cell, out):
+    t = t_cell[0]
+    bad = fill_schedules(words, slots, targets, int(t) - 1, hyper_flat, out.reshape(-1))
     if bad < 0:
-        t = t_cell[0]
         for r in range(hyper.shape[0]):
             s = scalars(hyper[r], t)
 {stores_inside}

@@ -128,27 +128,26 @@ class Scalars:
             table.append((len(words), CHECKS.index(hyper.check), len(targets), len(at), len(decay_at)))
             words += program
             targets += at + decay_at
-        self.count_cell = np.zeros(1, np.int64)
         args = (np.array(words), np.array(table, np.int64).reshape(-1, 5), np.array(targets, np.int64),
-                self.count_cell, self.hyper_flat, self.table.reshape(-1), self.hyper, self.t_array, self.table)
+                self.hyper_flat, self.hyper, self.t_array, self.table)
         try:
             self.schedule_call = bound_call(self.scheduled_filler, args)
         except numba.core.errors.NumbaError:
             pass  # evaluated in Python, as a user's callable is
 
-    def refill(self, count: int, owner: str) -> None:
+    def refill(self, count: int, owner) -> None:
         """Update ``count`` with the same hyperparameters: each schedule is
-        evaluated and checked (raising before anything is written), then the
-        compiled scalars run."""
+        evaluated and checked (raising before anything is written, naming
+        ``owner``, the optimizer), then the compiled scalars run."""
         if self.schedule_call is not None:
-            self.count_cell[0] = count
             self.t_cell[0] = count + 1
             if self.schedule_call() < 0:  # the schedules, then the rule's scalars
                 self.count = count
                 return
             # A value out of range: Python's evaluation raises the error.
         slots = self.slots
-        values = [hyper.evaluate(schedule, count, owner) for hyper, schedule, _, _ in slots]
+        name = owner._owner_name()
+        values = [hyper.evaluate(schedule, count, name) for hyper, schedule, _, _ in slots]
         hyper_values, flat = self.hyper_values, self.flat
         for (_, _, at, decay_at), value in zip(slots, values):
             for i in at:

@@ -41,7 +41,7 @@ class StepScalars:
         if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
             if scalars.version == self.hyperparameter_version:  # only the step count moves...
                 if scalars.slots is not None:
-                    scalars.refill(count, self._owner_name())  # ... and the schedules
+                    scalars.refill(count, self)  # ... and the schedules
                     return
                 if scalars.compiled and not self._scheduled:
                     scalars.advance(count)
