@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
+from conftest import assert_same, assert_same_state, copy_params, random_grads
 from fastopt._run import Scalars
 from fastopt.registry import RULES
 from fastopt.rules.torch_adagrad import TorchAdagrad
@@ -89,11 +90,11 @@ def test_a_schedule_and_groups_reach_the_compiled_scalars():
     fast, ref = AdamW(**config), reference.AdamW(**config)
     rng = np.random.default_rng(3)
     params = {"W": rng.standard_normal((20, 7)), "b": rng.standard_normal(7)}
-    expected = {k: v.copy() for k, v in params.items()}
+    expected = copy_params(params)
     for _ in range(12):
-        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        grads = random_grads(params, rng)
         fast.update(params, grads)
         ref.update(expected, grads)
     assert fast._planner.plan_for(params).scalars.compiled
-    for key in params:
-        assert np.array_equal(params[key], expected[key])
+    assert_same(params, expected)
+    assert_same_state(fast, ref)

@@ -14,6 +14,7 @@ import fastopt
 from fastopt import schedules as S
 from fastopt._compiled_schedules import CHECKS, fill_schedules_compiled, program_of
 from fastopt._hyper import non_negative, positive, unit_interval
+from conftest import assert_same, assert_same_state, copy_params, random_grads
 from test_schedules import GOLDEN_CASES, _case_id
 
 COUNTS = [*range(0, 160), 997, 1000, 1001, 12_345, 10**6, 2**40]
@@ -83,12 +84,12 @@ def test_an_optimizer_with_schedules_matches_the_reference(lr):
     fast, ref = fastopt.Adam(lr=lr, weight_decay=wd), fastopt.reference.Adam(lr=lr, weight_decay=wd)
     rng = np.random.default_rng(5)
     params = {"W": rng.standard_normal((9, 4)), "b": rng.standard_normal(4)}
-    expected = {k: v.copy() for k, v in params.items()}
+    expected = copy_params(params)
     for _ in range(45):
-        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        grads = random_grads(params, rng)
         fast.update(params, grads)
         ref.update(expected, grads)
     scalars = fast._planner.plan_for(params).scalars
     assert (scalars.schedule_call is not None) == (not callable(lr) or isinstance(lr, S.Schedule))
-    for key in params:
-        assert np.array_equal(params[key], expected[key])
+    assert_same(params, expected)
+    assert_same_state(fast, ref)
