@@ -43,7 +43,7 @@ class EngineOptions:
         if value not in NONFINITE_CHOICES:
             raise ValueError(f"nonfinite: expected one of {NONFINITE_CHOICES}, got {value!r}")
         self._nonfinite = NONFINITE_CHOICES[NONFINITE_CHOICES.index(value)]
-        if "_groups" in self.__dict__:
+        if hasattr(self, "_groups"):
             self._refresh_time_dependence()
 
     @property
@@ -138,7 +138,7 @@ class EngineOptions:
     @property
     def kernel(self):
         """The compiled kernel this optimizer runs (its rule's; assignable for tests)."""
-        return self.__dict__.get("_kernel_override") or self._math.kernel
+        return getattr(self, "_kernel_override", None) or self._math.kernel
 
     @kernel.setter
     def kernel(self, value) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -110,21 +111,24 @@ class Carried:
         return values
 
 
+class _Fixed(NamedTuple):
+    layout: Layout | None
+    state_dtype: np.dtype | None
+    root: np.ndarray
+    buffers: dict
+    layouts: dict
+    scale_root: np.ndarray
+
+
 class OptimizerState:
     def __init__(self, state_names: tuple[str, ...], carry=None, state_shape=None, int8_unsigned=()):
         self.state_names = state_names
         self.state_shape = state_shape
         #: State names stored with the unsigned code map (int8 state).
         self.int8_unsigned = tuple(int8_unsigned or ())
-        #: Each buffer's layout (the params' unless the rule shapes its state).
-        self.layouts: dict[str, Layout] = {}
         #: The rule's carried floats (NAdam's), rebuilt after a restore.
         self.carried = Carried(carry) if carry is not None else None
-        self.layout: Layout | None = None
-        self.state_dtype: np.dtype | None = None
-        self.root = np.zeros(0)
-        self.scale_root = np.zeros(0, np.float32)
-        self.buffers: dict[str, np.ndarray] = {}
+        self._fixed = _Fixed(None, None, np.zeros(0), {}, {}, np.zeros(0, np.float32))
         # The kernel advances this counter in the same call that updates the
         # params, so the two can never disagree.
         self.step = np.zeros(1, np.int64)
@@ -177,14 +181,21 @@ class OptimizerState:
             for n in self.state_names:
                 buffers[n + ABSMAX] = scale_root[start : start + layouts[n + ABSMAX].total]
                 start += layouts[n + ABSMAX].total
-        # One dict update (a single C call): an interrupt cannot leave a
-        # layout without its buffers.
-        self.__dict__.update(layout=layout, state_dtype=state_dtype, root=root, buffers=buffers, layouts=layouts,
-                             scale_root=scale_root)
+        # One attribute store: an interrupt cannot leave a layout without its buffers.
+        self._fixed = _Fixed(layout, state_dtype, root, buffers, layouts, scale_root)
 
     def forget_layout(self) -> None:
-        self.__dict__.update(layout=None, state_dtype=None, root=np.zeros(0), buffers={}, layouts={},
-                             scale_root=np.zeros(0, np.float32))
+        self._fixed = _Fixed(None, None, np.zeros(0), {}, {}, np.zeros(0, np.float32))
+
+    # Read through _fixed, replaced whole.  (Not ``self.__dict__.update``:
+    # reading an object's __dict__ materializes it, and every attribute read
+    # of the object - those of each update included - is then ~3x slower.)
+    layout = property(lambda self: self._fixed.layout, doc="The params' layout (None before the first update).")
+    state_dtype = property(lambda self: self._fixed.state_dtype, doc="The stored state's dtype.")
+    root = property(lambda self: self._fixed.root, doc="The one allocation every state buffer is a slice of.")
+    buffers = property(lambda self: self._fixed.buffers, doc="Each state buffer, flat, by name.")
+    layouts = property(lambda self: self._fixed.layouts, doc="Each buffer's layout (the params' unless the rule shapes its state).")
+    scale_root = property(lambda self: self._fixed.scale_root, doc="The int8 state's absmax scales (empty otherwise).")
 
     @property
     def nbytes(self) -> int:

@@ -19,7 +19,7 @@ class StepScalars:
 
     def _hyperparameters_changed(self) -> None:
         super()._hyperparameters_changed()
-        if "_groups" in self.__dict__:
+        if hasattr(self, "_groups"):
             self._refresh_time_dependence()
 
     def _refresh_time_dependence(self) -> None:
@@ -28,8 +28,8 @@ class StepScalars:
         )
         self._scheduled = scheduled
         self._time_dependent = scheduled or self._math.depends_on_step
-        self._needs_prepass = self.__dict__.get("_nonfinite", "propagate") != "propagate" or (
-            self.__dict__.get("_clip_norm") is not None)
+        self._needs_prepass = getattr(self, "_nonfinite", "propagate") != "propagate" or (
+            getattr(self, "_clip_norm", None) is not None)
         self._rows_cache = None
 
     def _trust_ratios(self, plan, count: int) -> None:

@@ -38,8 +38,30 @@ from .errors import HyperparameterError, NonFiniteGradientError
 #: is faster serial (a parallel launch costs a few microseconds); SGD, with
 #: less work per element, breaks even later.
 PARALLEL_MIN_SIZE = 30_000
-_OWN_ATTRIBUTES = ("skipped_steps", "last_grad_norm")
+#: The public attributes an instance holds itself (the others are the class's descriptors).
+_OWN_ATTRIBUTES = ("skipped_steps", "last_grad_norm", "hyperparameter_version")
 _ENGINE_OPTIONS = ("nonfinite", "clip_norm", "clip_value", "maximize", "state_dtype", "groups")
+
+
+class _BookState:
+    """The book's attributes ``opt.m``, ``opt.v``, ``opt.h``: a state buffer as
+    a dict of per-key views.  A descriptor on the class, installed by the
+    first instance that keeps such a buffer: a ``__getattr__`` on the class
+    would slow down every attribute read of every update (about 3x each)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        state = getattr(obj, "_state", None)
+        if state is not None and self.name in state.state_names:
+            return state.views()[self.name]
+        raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
+
+    def __set__(self, obj, value):
+        raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only: write into its arrays")
 
 
 def _keyword(name, default):
@@ -97,6 +119,9 @@ class Optimizer(StepScalars, EngineOptions, StateIO, Hyperparameters):
                 raise HyperparameterError(f"{type(self).__name__}(state_dtype={self._state_dtype!r}): {refused}")
         self._state = OptimizerState(self._math.state_names, self._math.carry, self._math.state_shape,
                                      self._math.int8_unsigned)
+        for name in self._math.state_names:
+            if not hasattr(type(self), name):
+                setattr(type(self), name, _BookState(name))
         self._runner = KernelRunner(None, self.default_parallel_min_size, self._clear_plans)
         self._planner = Planner(self._math, self._state, self._runner)
         self._plans = self._planner.plans
@@ -114,20 +139,15 @@ class Optimizer(StepScalars, EngineOptions, StateIO, Hyperparameters):
     # -- attributes ---------------------------------------------------------------
 
     def __setattr__(self, name, value):
-        if name.startswith("_") or name in self.__dict__ or hasattr(type(self), name) or name in _OWN_ATTRIBUTES:
+        # Not ``name in self.__dict__``: reading __dict__ materializes it, and
+        # every attribute read of the object is then about 3x slower.
+        if name.startswith("_") or name in _OWN_ATTRIBUTES or hasattr(type(self), name):
             object.__setattr__(self, name, value)
             return
         raise AttributeError(
             f"{type(self).__name__} has no attribute {name!r}; its hyperparameters are "
             f"{list(self.hyperparameter_names)}, its options {list(_ENGINE_OPTIONS)}"
         )
-
-    def __getattr__(self, name):
-        # The book's attributes: opt.m, opt.v, opt.h are dicts of per-key views.
-        state = self.__dict__.get("_state")
-        if state is not None and name in state.state_names:
-            return state.views()[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- the update -----------------------------------------------------------------
 
