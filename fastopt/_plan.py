@@ -179,6 +179,9 @@ class Plan:
 
     #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
     plain = False
+    #: Set by the planner for a dict of Python floats that steps in the
+    #: interpreter: its update (see :class:`fastopt._floats.FloatStep`).
+    floats = None
 
     def __init__(self, call, state, key_group, parts: int, copies=None):
         """``copies``: per key in layout order, the uint16 array that the

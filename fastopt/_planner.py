@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import _floats
 from ._jit import PROLOGUE, RuleMath
 from ._lowp import FORMAT_OF
 from ._plan import Plan
@@ -87,6 +88,8 @@ class Planner:
         math.bind(runner, plan, kernel, plan.scalars, state, state_dtype)
         #: Nothing but the kernel call: no write-back, copies or norm pre-pass.
         plan.plain = not plan.writeback and copies is None and plan.norms is None
+        if _floats.takes(math, plan, state_dtype, copies):
+            plan.floats = _floats.FloatStep(math, plan, state).step
         # Copies made for this call only (scalar params mixed with arrays)
         # cannot be re-bound; a dict of scalars keeps its own buffers.
         plans = self.plans

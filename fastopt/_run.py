@@ -43,6 +43,8 @@ class Scalars:
         #: Where each schedule's value goes (see :meth:`follow_schedules`),
         #: and the compiled call that evaluates and writes them (None: Python).
         self.slots = self.schedule_call = None
+        #: The table as Python rows for :mod:`fastopt._floats`; None after every write.
+        self.python_rows = None
 
     def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None, source=None,
              every_step: bool = False) -> None:
@@ -83,6 +85,7 @@ class Scalars:
                     flat[j] = value
                     j += 1
         self.version, self.count, self.rows_source = version, count, source
+        self.python_rows = None
 
     def _compile(self, math, rows):
         self.compiled = False
@@ -143,6 +146,7 @@ class Scalars:
             self.t_cell[0] = count + 1
             if self.schedule_call() < 0:  # the schedules, then the rule's scalars
                 self.count = count
+                self.python_rows = None
                 return
             # A value out of range: Python's evaluation raises the error.
         slots = self.slots
@@ -161,6 +165,7 @@ class Scalars:
         self.t_cell[0] = count + 1
         self.compiled()
         self.count = count
+        self.python_rows = None
 
     def _write_hyper(self, rows) -> bool:
         """The hyperparameter rows for the compiled scalars; False when one
@@ -189,6 +194,7 @@ class Scalars:
             for base in range(0, len(flat), width):
                 flat[base + _GRAD_SCALE] = value
             self.grad_scale = value
+            self.python_rows = None
 
 
 class KernelRunner:
