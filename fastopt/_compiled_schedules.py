@@ -194,15 +194,16 @@ def _in_range(check, x):
     return x <= 0.0
 
 
-def fill_schedules(words, slots, targets, count, hyper, table):
+def fill_schedules(words, slots, targets, count, hyper, table, values):
     """Each slot's schedule at update ``count``, checked, written to its
     targets; returns -1, or the first slot whose value is not finite or not
     in range (then nothing was written).
 
     ``slots[k]`` = (program offset, check code, first target, targets in
     ``hyper``, targets in ``table`` after them); ``targets`` holds flat
-    indices into ``hyper`` (float64) and then ``table`` (the scalars)."""
-    values = np.empty(slots.shape[0])
+    indices into ``hyper`` (float64) and then ``table`` (the scalars);
+    ``values``: scratch of one float64 per slot (the caller's: an
+    allocation here would cost as much as the evaluation)."""
     for k in range(slots.shape[0]):
         v = _value(words, slots[k, 0], count)
         if not _in_range(slots[k, 1], v):

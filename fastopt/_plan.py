@@ -21,6 +21,7 @@ Nothing of the caller's grads is kept after ``update`` returns.
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numba
 import numpy as np
@@ -247,7 +248,7 @@ class Plan:
             entry = check_and_bind_compiled.overloads[signature].entry_point
         except (AttributeError, KeyError, TypeError):
             entry = check_and_bind_compiled
-        self._check = lambda: entry(*args)
+        self._check = functools.partial(entry, *args)
 
     def _own_scalar_buffers(self, call) -> None:
         """A dict of Python floats or NumPy scalars (the book's 2-D example):

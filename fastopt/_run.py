@@ -131,10 +131,11 @@ class Scalars:
             table.append((len(words), CHECKS.index(hyper.check), len(targets), len(at), len(decay_at)))
             words += program
             targets += at + decay_at
-        args = (np.array(words), np.array(table, np.int64).reshape(-1, 5), np.array(targets, np.int64),
-                self.hyper_flat, self.hyper, self.t_array, self.table)
+        words = np.array([*words, *[0.0] * len(table), 0.0])  # scratch per schedule, then t
+        self.schedule_t = memoryview(words)[len(words) - 1:]
+        layout = np.array([len(table), *(w for row in table for w in row), *targets], np.int64)
         try:
-            self.schedule_call = bound_call(self.scheduled_filler, args)
+            self.schedule_call = bound_call(self.scheduled_filler, (words, layout, self.hyper, self.table))
         except numba.core.errors.NumbaError:
             pass  # evaluated in Python, as a user's callable is
 
@@ -143,7 +144,7 @@ class Scalars:
         evaluated and checked (raising before anything is written, naming
         ``owner``, the optimizer), then the compiled scalars run."""
         if self.schedule_call is not None:
-            self.t_cell[0] = count + 1
+            self.schedule_t[0] = count + 1
             if self.schedule_call() < 0:  # the schedules, then the rule's scalars
                 self.count = count
                 self.python_rows = None

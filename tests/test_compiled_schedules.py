@@ -38,7 +38,7 @@ def compiled_value(schedule, count: int, check=non_negative):
     words = np.array(program_of(schedule))
     slots = np.array([[0, CHECKS.index(check), 0, 1, 0]], np.int64)
     hyper, table = np.full(1, -7.0), np.zeros(1)
-    bad = fill_schedules_compiled(words, slots, np.zeros(1, np.int64), count, hyper, table)
+    bad = fill_schedules_compiled(words, slots, np.zeros(1, np.int64), count, hyper, table, np.zeros(1))
     return bad, hyper[0]
 
 
