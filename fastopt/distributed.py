@@ -340,67 +340,8 @@ def _arena_of(arrays, layout: Layout):
 # -- the optimizer --------------------------------------------------------------------------
 
 
-class ShardedOptimizer:
-    """A fastopt rule whose state is sharded across the ranks of an MPI communicator.
-
-    ``opt`` is a new fastopt optimizer (any rule, any engine option); the
-    sharded optimizer updates each rank's shard with it, so ``opt`` holds
-    only that shard's state.  Hyperparameter changes (``sharded.opt.lr =
-    ...``) must be made on every rank alike, as any SPMD code does.
-    """
-
-    def __init__(self, opt: Optimizer, comm=None, *, timeout: float = DEFAULT_TIMEOUT,
-                 bucket_size: int = DEFAULT_BUCKET):
-        if not isinstance(opt, Optimizer):
-            raise TypeError(f"ShardedOptimizer: expected a fastopt optimizer, got {type(opt).__name__}")
-        if opt.layout is not None or opt.step_count:
-            raise ValueError("ShardedOptimizer: give it a new optimizer (this one already holds a layout or state)")
-        if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"ShardedOptimizer: timeout must be a positive number of seconds, got {timeout!r}")
-        if type(bucket_size) is not int or bucket_size < 1:
-            raise ValueError(f"ShardedOptimizer: bucket_size must be a positive int (elements), got {bucket_size!r}")
-        self.bucket_size = bucket_size
-        if comm is None:
-            from mpi4py import MPI
-
-            comm = MPI.COMM_WORLD
-        self.opt = opt
-        self._blank = copy.deepcopy(opt)  # reads old shards when loading
-        self._net = _Collectives(comm, timeout)
-        self.rank, self.size = self._net.rank, self._net.size
-        self.whole_keys = whole_keys_only(opt)
-        self.layout: Layout | None = None
-        #: Updates applied (a skipped update, nonfinite="skip", does not count).
-        self.step_count = 0
-        self.skipped_steps = 0
-        #: The global L2 norm of the last update's averaged grads (with clip_norm).
-        self.last_grad_norm = None
-        opt.serve_as_shard(self._reduce_prepass)
-
-    # -- layout ------------------------------------------------------------------------------
-
-    def init(self, params) -> None:
-        """Agree on the layout with every rank and allocate this rank's state.
-
-        Raises on every rank (before anything is allocated) if the ranks'
-        keys, shapes or dtypes differ, or if any rank's params are unusable.
-        """
-        net = self._net
-        with net.all_or_none("init"):
-            layout = self._layout_of(params)
-            # Every pattern must match some key of the whole layout (a shard may have none).
-            Groups(self.opt, self.opt.groups.spec()).assign(layout.keys, type(self.opt).__name__)
-            described = json.dumps([layout.keys, layout.shapes, layout.dtype.name]).encode()
-        if self.layout is not None:
-            if self.layout != layout:
-                raise LayoutError(f"ShardedOptimizer.init: the layout was already fixed as {self._describe()}")
-            return
-        seen = net.allgather_bytes(described, "init")
-        if len(set(seen)) != 1:
-            lines = [f"rank {r}: {json.loads(d.decode())}" for r, d in enumerate(seen)]
-            raise LayoutError("ShardedOptimizer.init: the ranks hold different layouts (keys, shapes, dtype): "
-                              + "; ".join(lines))
-        self._install(layout)
+class _ShardChecks:
+    """A sharded update's params and grads, checked (a mixin of :class:`ShardedOptimizer`)."""
 
     def _layout_of(self, params) -> Layout:
         if not isinstance(params, Mapping):
@@ -425,90 +366,6 @@ class ShardedOptimizer:
                               f"(it updates a slice of it in place), got {type(value).__name__}")
         if not value.flags.c_contiguous or not value.flags.writeable:
             raise LayoutError(f"params[{key!r}]: expected a C-contiguous, writeable array")
-
-    def _install(self, layout: Layout) -> None:
-        ranges = shard_ranges(layout, self.size, self.whole_keys)
-        self.layout = layout
-        self.ranges = ranges
-        self.start, self.stop = ranges[self.rank]
-        self.pieces = [pieces_of(layout, a, b) for a, b in ranges]
-        self._mine = self.pieces[self.rank]
-        self._counts = np.array([b - a for a, b in ranges], np.int64)
-        self._displs = np.array([a for a, _ in ranges], np.int64)
-        dtype = layout.dtype
-        size = self.stop - self.start
-        self._divisor = dtype.type(self.size)
-        self._averaged = np.empty(size, dtype)  # this shard's averaged grads
-        # Buckets: round j moves part j of every shard, so the buffers hold
-        # about bucket_size elements, not the layout.  bounds[r, j] is where
-        # part j of rank r's shard starts (global flat index).
-        rounds = max(1, -(-layout.total // self.bucket_size))
-        self._bounds = np.array([[a + (j * (b - a)) // rounds for j in range(rounds + 1)] for a, b in ranges],
-                                np.int64)
-        parts = np.diff(self._bounds, axis=1)  # [rank, round] elements
-        widest = int(parts[self.rank].max())
-        self._rows = np.empty((self.size, widest), dtype)  # row r: rank r's part of my shard
-        self._bucket = np.empty(int(parts.sum(axis=0).max()), dtype)  # parts bound to (or from) every rank
-        self._recv_displs = np.arange(self.size, dtype=np.int64) * widest
-        self._rounds = [self._round(j) for j in range(rounds)]
-        # The global block table: each rank's blocks are a consecutive run of
-        # it, and each key's blocks too: (key, first row, stop row) per key.
-        key_of_row = block_table(layout.sizes)[:, 0]
-        rows = np.arange(key_of_row.size)
-        self._key_blocks = [(int(key_of_row[r[0]]), int(r[0]), int(r[-1]) + 1)
-                            for r in np.split(rows, np.flatnonzero(np.diff(key_of_row)) + 1) if r.size]
-        self._block_counts = np.zeros(self.size, np.int64)
-        for r, pieces in enumerate(self.pieces):
-            self._block_counts[r] = sum(-(-(b - a) // NORM_BLOCK) for _, a, b in pieces)
-        self._shard_grads, offset = {}, 0
-        for k, a, b in self._mine:
-            self._shard_grads[layout.keys[k]] = self._shaped(k, self._averaged[offset : offset + (b - a)])
-            offset += b - a
-        self._bound = None  # (params' ids, their arena or None, the shard's views, each key flat)
-        if self._mine:
-            self.opt.init({key: np.zeros_like(v) for key, v in self._shard_grads.items()})
-
-    def _shaped(self, k: int, flat: np.ndarray) -> np.ndarray:
-        # Whole-key rules see each key in its shape; the others see 1-D pieces.
-        return flat.reshape(self.layout.shapes[k]) if self.whole_keys else flat
-
-    def _describe(self) -> str:
-        return f"keys {list(self.layout.keys)}, shapes {list(self.layout.shapes)}, dtype {self.layout.dtype}"
-
-    # -- the update ----------------------------------------------------------------------------
-
-    def update(self, params, grads) -> None:
-        """One data-parallel step: average ``grads`` over the ranks, update this
-        rank's shard, gather the params.  Call it on every rank."""
-        net = self._net
-        if net.broken:
-            raise DistributedError(f"this sharded optimizer is broken ({net.broken}); restore a checkpoint")
-        if self.layout is None:
-            self.init(params)
-        with net.all_or_none("update"):
-            params_flat, shard_params = self._bind(params)
-            checked_grads = self._checked_grads(grads)
-
-        if self.size == 1:  # the average of one rank is its grads (g / 1 == g): nothing to move
-            _, flat = checked_grads
-            shard_grads = {self.layout.keys[k]: self._shaped(k, flat[k][a:b]) for k, a, b in self._mine}
-        else:
-            self._exchange_grads(*checked_grads)
-            shard_grads = self._shard_grads
-        skipped = False
-        if shard_params:
-            before = self.opt.skipped_steps
-            self.opt.update(shard_params, shard_grads)
-            skipped = self.opt.skipped_steps != before
-            self.last_grad_norm = self.opt.last_grad_norm
-        elif self.opt.needs_grad_prepass:
-            skipped = self._empty_shard_prepass()
-        if skipped:
-            self.skipped_steps += 1
-            return
-        if self.size > 1:
-            self._gather_params(params, params_flat)
-        self.step_count += 1
 
     def _bind(self, params):
         """(a flat view of the params if they are an arena, else None; the
@@ -556,6 +413,11 @@ class ShardedOptimizer:
             arrays.append(value)
         arena = _arena_of(arrays, layout) if all(type(a) is np.ndarray for a in arrays) else None
         return arena, [np.reshape(np.asarray(value), -1) for value in arrays]
+
+
+class _ShardTraffic:
+    """What moves between the ranks: the grads' exchange, the params' gather and
+    the pre-pass (a mixin of :class:`ShardedOptimizer`)."""
 
     def _runs(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
         """(key index, first, stop) of the keys' elements in the flat range [lo, hi)."""
@@ -659,12 +521,10 @@ class ShardedOptimizer:
                                          "nothing was updated (nonfinite='raise')")
         return bad is not None and opt.nonfinite == "skip"
 
-    # -- state -------------------------------------------------------------------------------
 
-    @property
-    def state_nbytes(self) -> int:
-        """Bytes of optimizer state on this rank (its shard only)."""
-        return self.opt.optimizer_state.nbytes if self.opt.layout is not None else 0
+class _ShardCheckpoints:
+    """Sharded checkpoints: written per rank, read back with any number of ranks
+    (a mixin of :class:`ShardedOptimizer`)."""
 
     def save(self, directory) -> None:
         """Write a sharded checkpoint into ``directory`` (every rank calls it).
@@ -789,6 +649,160 @@ class ShardedOptimizer:
         if not self._mine:
             shard["state_dtype"] = None
         return shard, step
+
+
+class ShardedOptimizer(_ShardChecks, _ShardTraffic, _ShardCheckpoints):
+    """A fastopt rule whose state is sharded across the ranks of an MPI communicator.
+
+    ``opt`` is a new fastopt optimizer (any rule, any engine option); the
+    sharded optimizer updates each rank's shard with it, so ``opt`` holds
+    only that shard's state.  Hyperparameter changes (``sharded.opt.lr =
+    ...``) must be made on every rank alike, as any SPMD code does.
+    """
+
+    def __init__(self, opt: Optimizer, comm=None, *, timeout: float = DEFAULT_TIMEOUT,
+                 bucket_size: int = DEFAULT_BUCKET):
+        if not isinstance(opt, Optimizer):
+            raise TypeError(f"ShardedOptimizer: expected a fastopt optimizer, got {type(opt).__name__}")
+        if opt.layout is not None or opt.step_count:
+            raise ValueError("ShardedOptimizer: give it a new optimizer (this one already holds a layout or state)")
+        if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"ShardedOptimizer: timeout must be a positive number of seconds, got {timeout!r}")
+        if type(bucket_size) is not int or bucket_size < 1:
+            raise ValueError(f"ShardedOptimizer: bucket_size must be a positive int (elements), got {bucket_size!r}")
+        self.bucket_size = bucket_size
+        if comm is None:
+            from mpi4py import MPI
+
+            comm = MPI.COMM_WORLD
+        self.opt = opt
+        self._blank = copy.deepcopy(opt)  # reads old shards when loading
+        self._net = _Collectives(comm, timeout)
+        self.rank, self.size = self._net.rank, self._net.size
+        self.whole_keys = whole_keys_only(opt)
+        self.layout: Layout | None = None
+        #: Updates applied (a skipped update, nonfinite="skip", does not count).
+        self.step_count = 0
+        self.skipped_steps = 0
+        #: The global L2 norm of the last update's averaged grads (with clip_norm).
+        self.last_grad_norm = None
+        opt.serve_as_shard(self._reduce_prepass)
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def init(self, params) -> None:
+        """Agree on the layout with every rank and allocate this rank's state.
+
+        Raises on every rank (before anything is allocated) if the ranks'
+        keys, shapes or dtypes differ, or if any rank's params are unusable.
+        """
+        net = self._net
+        with net.all_or_none("init"):
+            layout = self._layout_of(params)
+            # Every pattern must match some key of the whole layout (a shard may have none).
+            Groups(self.opt, self.opt.groups.spec()).assign(layout.keys, type(self.opt).__name__)
+            described = json.dumps([layout.keys, layout.shapes, layout.dtype.name]).encode()
+        if self.layout is not None:
+            if self.layout != layout:
+                raise LayoutError(f"ShardedOptimizer.init: the layout was already fixed as {self._describe()}")
+            return
+        seen = net.allgather_bytes(described, "init")
+        if len(set(seen)) != 1:
+            lines = [f"rank {r}: {json.loads(d.decode())}" for r, d in enumerate(seen)]
+            raise LayoutError("ShardedOptimizer.init: the ranks hold different layouts (keys, shapes, dtype): "
+                              + "; ".join(lines))
+        self._install(layout)
+
+    def _install(self, layout: Layout) -> None:
+        ranges = shard_ranges(layout, self.size, self.whole_keys)
+        self.layout = layout
+        self.ranges = ranges
+        self.start, self.stop = ranges[self.rank]
+        self.pieces = [pieces_of(layout, a, b) for a, b in ranges]
+        self._mine = self.pieces[self.rank]
+        self._counts = np.array([b - a for a, b in ranges], np.int64)
+        self._displs = np.array([a for a, _ in ranges], np.int64)
+        dtype = layout.dtype
+        size = self.stop - self.start
+        self._divisor = dtype.type(self.size)
+        self._averaged = np.empty(size, dtype)  # this shard's averaged grads
+        # Buckets: round j moves part j of every shard, so the buffers hold
+        # about bucket_size elements, not the layout.  bounds[r, j] is where
+        # part j of rank r's shard starts (global flat index).
+        rounds = max(1, -(-layout.total // self.bucket_size))
+        self._bounds = np.array([[a + (j * (b - a)) // rounds for j in range(rounds + 1)] for a, b in ranges],
+                                np.int64)
+        parts = np.diff(self._bounds, axis=1)  # [rank, round] elements
+        widest = int(parts[self.rank].max())
+        self._rows = np.empty((self.size, widest), dtype)  # row r: rank r's part of my shard
+        self._bucket = np.empty(int(parts.sum(axis=0).max()), dtype)  # parts bound to (or from) every rank
+        self._recv_displs = np.arange(self.size, dtype=np.int64) * widest
+        self._rounds = [self._round(j) for j in range(rounds)]
+        # The global block table: each rank's blocks are a consecutive run of
+        # it, and each key's blocks too: (key, first row, stop row) per key.
+        key_of_row = block_table(layout.sizes)[:, 0]
+        rows = np.arange(key_of_row.size)
+        self._key_blocks = [(int(key_of_row[r[0]]), int(r[0]), int(r[-1]) + 1)
+                            for r in np.split(rows, np.flatnonzero(np.diff(key_of_row)) + 1) if r.size]
+        self._block_counts = np.zeros(self.size, np.int64)
+        for r, pieces in enumerate(self.pieces):
+            self._block_counts[r] = sum(-(-(b - a) // NORM_BLOCK) for _, a, b in pieces)
+        self._shard_grads, offset = {}, 0
+        for k, a, b in self._mine:
+            self._shard_grads[layout.keys[k]] = self._shaped(k, self._averaged[offset : offset + (b - a)])
+            offset += b - a
+        self._bound = None  # (params' ids, their arena or None, the shard's views, each key flat)
+        if self._mine:
+            self.opt.init({key: np.zeros_like(v) for key, v in self._shard_grads.items()})
+
+    def _shaped(self, k: int, flat: np.ndarray) -> np.ndarray:
+        # Whole-key rules see each key in its shape; the others see 1-D pieces.
+        return flat.reshape(self.layout.shapes[k]) if self.whole_keys else flat
+
+    def _describe(self) -> str:
+        return f"keys {list(self.layout.keys)}, shapes {list(self.layout.shapes)}, dtype {self.layout.dtype}"
+
+    # -- the update ----------------------------------------------------------------------------
+
+    def update(self, params, grads) -> None:
+        """One data-parallel step: average ``grads`` over the ranks, update this
+        rank's shard, gather the params.  Call it on every rank."""
+        net = self._net
+        if net.broken:
+            raise DistributedError(f"this sharded optimizer is broken ({net.broken}); restore a checkpoint")
+        if self.layout is None:
+            self.init(params)
+        with net.all_or_none("update"):
+            params_flat, shard_params = self._bind(params)
+            checked_grads = self._checked_grads(grads)
+
+        if self.size == 1:  # the average of one rank is its grads (g / 1 == g): nothing to move
+            _, flat = checked_grads
+            shard_grads = {self.layout.keys[k]: self._shaped(k, flat[k][a:b]) for k, a, b in self._mine}
+        else:
+            self._exchange_grads(*checked_grads)
+            shard_grads = self._shard_grads
+        skipped = False
+        if shard_params:
+            before = self.opt.skipped_steps
+            self.opt.update(shard_params, shard_grads)
+            skipped = self.opt.skipped_steps != before
+            self.last_grad_norm = self.opt.last_grad_norm
+        elif self.opt.needs_grad_prepass:
+            skipped = self._empty_shard_prepass()
+        if skipped:
+            self.skipped_steps += 1
+            return
+        if self.size > 1:
+            self._gather_params(params, params_flat)
+        self.step_count += 1
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of optimizer state on this rank (its shard only)."""
+        return self.opt.optimizer_state.nbytes if self.opt.layout is not None else 0
 
 
 @dataclass(frozen=True)
