@@ -8,6 +8,9 @@ back.  The concerns live elsewhere, each with one way to invalidate it:
 * :mod:`fastopt._planner` - plans a validated call, keeps the plans;
 * :mod:`fastopt._plan` - the segment table, re-bound cheaply to new grads;
 * :mod:`fastopt._run` - the per-step scalars and the serial/parallel runner;
+* :mod:`fastopt._grad_prepass` - the non-finite check and the clip norm,
+  one read of the grads before the kernel;
+* :mod:`fastopt._floats` - a dict of Python floats, stepped in the interpreter;
 * :mod:`fastopt._state` - layout, state buffers, step counter (what a
   checkpoint holds; :mod:`fastopt._checkpoint` reads and restores it);
 * :mod:`fastopt._groups`, :mod:`fastopt._hyper` - hyperparameters.
@@ -16,10 +19,10 @@ back.  The concerns live elsewhere, each with one way to invalidate it:
 from __future__ import annotations
 
 import inspect
-import math
 
 import numpy as np
 
+from ._grad_prepass import GradPrepassStep
 from ._groups import Groups
 from ._options import EngineOptions, checked_state_dtype
 from ._checkpoint import StateIO
@@ -31,7 +34,7 @@ from ._planner import Planner
 from ._run import KernelRunner
 from ._state import OptimizerState
 from ._step_scalars import StepScalars
-from .errors import HyperparameterError, NonFiniteGradientError
+from .errors import HyperparameterError
 
 #: Default size (elements in one update) from which the parallel kernel may
 #: run.  Measured on a 2-core machine: below ~3e4 elements an Adam-class step
@@ -68,7 +71,7 @@ def _keyword(name, default):
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
 
 
-class Optimizer(StepScalars, EngineOptions, StateIO, Hyperparameters):
+class Optimizer(StepScalars, GradPrepassStep, EngineOptions, StateIO, Hyperparameters):
     """Base of every rule: hyperparameters and engine options around a
     :class:`~fastopt._jit.RuleMath`.
 
@@ -224,46 +227,6 @@ class Optimizer(StepScalars, EngineOptions, StateIO, Hyperparameters):
                 plan.run()
         finally:
             state.sequence = (state.sequence | 1) + 1  # even again, whatever interrupted
-
-    def _prepass(self, plan) -> bool:
-        """The non-finite check and the clip norm, in one read of the grads.
-        False: skip this update."""
-        prepass = self._runner.prepass(plan, plan.scalars)
-        bad_key, total = prepass.run(self._clip_norm is not None)
-        bad_key = plan.layout.keys[bad_key] if bad_key >= 0 else None
-        if self._prepass_reduction is not None:
-            bad_key, total = self._prepass_reduction(bad_key, prepass.block_sums, total)
-        if bad_key is not None and self._nonfinite != "propagate":
-            if self._nonfinite == "skip":
-                self.skipped_steps += 1
-                return False
-            raise NonFiniteGradientError(
-                f"grads[{bad_key!r}] holds a non-finite value (nan or inf); "
-                "nothing was updated (nonfinite='raise')"
-            )
-        if self._clip_norm is not None:
-            self.last_grad_norm = math.sqrt(total)
-            plan.scalars.scale_for_norm(self.last_grad_norm, self._clip_norm, self._maximize)
-        return True
-
-    @property
-    def needs_grad_prepass(self) -> bool:
-        """Whether an update reads the grads once before the kernel runs (the
-        non-finite check of ``nonfinite="skip"/"raise"``, the ``clip_norm`` norm)."""
-        return self._needs_prepass
-
-    def serve_as_shard(self, reduce_prepass) -> None:
-        """Make this optimizer update one shard of a larger layout
-        (:mod:`fastopt.distributed` calls it once, before the first update).
-
-        ``reduce_prepass(bad_key, block_sums, total)`` turns this shard's
-        pre-pass result into the whole layout's: the first key (by name, or
-        None) holding a non-finite grad, and the sum of squares on the fixed
-        grid (``block_sums``: this shard's per-block sums, in block order).
-        Group patterns may then match none of a shard's keys.
-        """
-        self._prepass_reduction = reduce_prepass
-        self._groups.partial_layout = True
 
     def _clear_plans(self) -> None:
         self._planner.clear()
