@@ -108,7 +108,59 @@ def _plain(value):
     return value
 
 
-class _FastoptOptimizer(torch.optim.Optimizer):
+class _TorchFormatState:
+    """torch's ``state_dict`` format and pickling for the classes here (a
+    mixin of :class:`_FastoptOptimizer`, before ``torch.optim.Optimizer`` in
+    its bases, so that ``super()`` is torch's)."""
+
+    def load_state_dict(self, state_dict) -> None:
+        # torch casts every floating state entry to its param's dtype; the
+        # state of bf16/fp16 params (fp32 masters and moments) is put back
+        # in float32, as saved.
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        wide = {}
+        for i, p in zip(saved_ids, params):
+            if p.dtype in _LOW_PRECISION:
+                wide[p] = {name: value.detach().to(torch.float32).clone()
+                           for name, value in state_dict["state"].get(i, {}).items()
+                           if name != "step" and torch.is_tensor(value) and value.is_floating_point()}
+            elif self._state_dtype is not None:
+                # State kept in another dtype than the param's (float64
+                # moments of float32 params) is put back as saved, not
+                # rounded through the param's dtype.
+                wide[p] = {name: value.detach().clone()
+                           for name, value in state_dict["state"].get(i, {}).items()
+                           if name != "step" and torch.is_tensor(value) and value.is_floating_point()
+                           and value.dtype != p.dtype}
+        super().load_state_dict(state_dict)
+        for p, entries in wide.items():
+            self.state[p].update(entries)
+        self._engines = None  # the next step adopts the loaded state
+
+    def state_dict(self):
+        saved = super().state_dict()
+        # torch's own step tensors are standalone; ours are views of one
+        # array (and torch packs the very dicts of self.state: copy them).
+        saved["state"] = {
+            index: {name: value.clone() if name == "step" and torch.is_tensor(value) else value
+                    for name, value in param_state.items()}
+            for index, param_state in saved["state"].items()
+        }
+        return saved
+
+    def __getstate__(self):
+        saved = super().__getstate__()
+        for name in ("_engines", "_outside", "_groups_seen"):
+            saved.pop(name, None)
+        return saved
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._engines = None
+
+
+class _FastoptOptimizer(_TorchFormatState, torch.optim.Optimizer):
     """The base of every class here: torch's Optimizer, stepping through engines.
 
     A subclass gives ``_rule(structure)`` (the fastopt rule class),
@@ -277,54 +329,61 @@ class _FastoptOptimizer(torch.optim.Optimizer):
                     maximize=maximize, state_dtype=self._state_dtype,
                     groups={f"{gi}.*": hyper[gi] for gi in group_ids}), hyper
 
-    def load_state_dict(self, state_dict) -> None:
-        # torch casts every floating state entry to its param's dtype; the
-        # state of bf16/fp16 params (fp32 masters and moments) is put back
-        # in float32, as saved.
-        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-        params = [p for group in self.param_groups for p in group["params"]]
-        wide = {}
-        for i, p in zip(saved_ids, params):
-            if p.dtype in _LOW_PRECISION:
-                wide[p] = {name: value.detach().to(torch.float32).clone()
-                           for name, value in state_dict["state"].get(i, {}).items()
-                           if name != "step" and torch.is_tensor(value) and value.is_floating_point()}
-            elif self._state_dtype is not None:
-                # State kept in another dtype than the param's (float64
-                # moments of float32 params) is put back as saved, not
-                # rounded through the param's dtype.
-                wide[p] = {name: value.detach().clone()
-                           for name, value in state_dict["state"].get(i, {}).items()
-                           if name != "step" and torch.is_tensor(value) and value.is_floating_point()
-                           and value.dtype != p.dtype}
-        super().load_state_dict(state_dict)
-        for p, entries in wide.items():
-            self.state[p].update(entries)
-        self._engines = None  # the next step adopts the loaded state
 
-    def state_dict(self):
-        saved = super().state_dict()
-        # torch's own step tensors are standalone; ours are views of one
-        # array (and torch packs the very dicts of self.state: copy them).
-        saved["state"] = {
-            index: {name: value.clone() if name == "step" and torch.is_tensor(value) else value
-                    for name, value in param_state.items()}
-            for index, param_state in saved["state"].items()
-        }
-        return saved
+class _AdoptedState:
+    """How an engine takes over torch's per-param state (``owner.state``): its
+    values copied into the engine's flat buffers, then each entry a view of
+    them (a mixin of :class:`_Engine`)."""
 
-    def __getstate__(self):
-        saved = super().__getstate__()
-        for name in ("_engines", "_outside", "_groups_seen"):
-            saved.pop(name, None)
-        return saved
+    def _adopt(self, owner: "_FastoptOptimizer") -> None:
+        """Copy ``owner.state`` into the engine's buffers, then make it views of them."""
+        buffers = self.rule.optimizer_state.views()
+        names = owner._state_names
+        counts, olds = [], []
+        for key, (gi, j, p) in zip(self.keys, self.entries):
+            old = owner.state.get(p) or {}
+            olds.append(old)
+            group = owner.param_groups[gi]
+            new = {}
+            for name, torch_name in names.items():
+                if name not in buffers:
+                    continue  # a buffer this configuration has not (amsgrad off, no momentum)
+                view = buffers[name][key]
+                bits = view.dtype == np.uint16  # bfloat16 state: torch's bfloat16 tensors on its bits
+                if torch.is_tensor(old.get(torch_name)):
+                    source = old[torch_name].detach().reshape(view.shape).to(
+                        torch.bfloat16 if bits else torch.float64 if view.dtype == np.float64 else torch.float32)
+                    view[...] = _bf16_bits(source) if bits else source.numpy()
+                elif bits:
+                    wide = np.zeros(view.shape, np.float32)
+                    owner._initial_state(group, name, wide)
+                    view[...] = _bf16_bits(torch.from_numpy(wide).to(torch.bfloat16))
+                else:
+                    owner._initial_state(group, name, view)
+                if view.size or not owner._skip_empty(name):
+                    new[torch_name] = (torch.from_numpy(view.view(np.int16)).view(torch.bfloat16) if bits
+                                       else torch.from_numpy(view))
+            if owner._has_step:
+                step = old.get("step")
+                counts.append(float(step) if step is not None else 0.0)
+                new["step"] = None  # pointed at its count below
+            else:  # SGD: a param with a momentum buffer has stepped
+                counts.append(1.0 if torch.is_tensor(old.get("momentum_buffer")) else 0.0)
+            if self.low_precision:
+                new[_MASTER] = self.master_tensors[len(counts) - 1]
+            owner.state[p] = new
+        # SGD's math only asks whether a param has stepped before.
+        self.steps = _StepCounts(counts, cap=None if owner._has_step else 1)
+        self._point_step_tensors(owner)
+        owner._adopt_extras(self, olds)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        self._engines = None
+    def _point_step_tensors(self, owner) -> None:
+        if owner._has_step:
+            for k, p in enumerate(self.params):
+                owner.state[p]["step"] = self.steps.tensor(k)
 
 
-class _Engine:
+class _Engine(_AdoptedState):
     """The fastopt optimizer over every param of one dtype."""
 
     def __init__(self, owner: _FastoptOptimizer, dtype, entries):
@@ -372,53 +431,6 @@ class _Engine:
         self.raw = [None] * len(self.group_ids)
         self.tensor_valued = [True] * len(self.group_ids)
         self._adopt(owner)
-
-    def _adopt(self, owner: _FastoptOptimizer) -> None:
-        """Copy ``owner.state`` into the engine's buffers, then make it views of them."""
-        buffers = self.rule.optimizer_state.views()
-        names = owner._state_names
-        counts, olds = [], []
-        for key, (gi, j, p) in zip(self.keys, self.entries):
-            old = owner.state.get(p) or {}
-            olds.append(old)
-            group = owner.param_groups[gi]
-            new = {}
-            for name, torch_name in names.items():
-                if name not in buffers:
-                    continue  # a buffer this configuration has not (amsgrad off, no momentum)
-                view = buffers[name][key]
-                bits = view.dtype == np.uint16  # bfloat16 state: torch's bfloat16 tensors on its bits
-                if torch.is_tensor(old.get(torch_name)):
-                    source = old[torch_name].detach().reshape(view.shape).to(
-                        torch.bfloat16 if bits else torch.float64 if view.dtype == np.float64 else torch.float32)
-                    view[...] = _bf16_bits(source) if bits else source.numpy()
-                elif bits:
-                    wide = np.zeros(view.shape, np.float32)
-                    owner._initial_state(group, name, wide)
-                    view[...] = _bf16_bits(torch.from_numpy(wide).to(torch.bfloat16))
-                else:
-                    owner._initial_state(group, name, view)
-                if view.size or not owner._skip_empty(name):
-                    new[torch_name] = (torch.from_numpy(view.view(np.int16)).view(torch.bfloat16) if bits
-                                       else torch.from_numpy(view))
-            if owner._has_step:
-                step = old.get("step")
-                counts.append(float(step) if step is not None else 0.0)
-                new["step"] = None  # pointed at its count below
-            else:  # SGD: a param with a momentum buffer has stepped
-                counts.append(1.0 if torch.is_tensor(old.get("momentum_buffer")) else 0.0)
-            if self.low_precision:
-                new[_MASTER] = self.master_tensors[len(counts) - 1]
-            owner.state[p] = new
-        # SGD's math only asks whether a param has stepped before.
-        self.steps = _StepCounts(counts, cap=None if owner._has_step else 1)
-        self._point_step_tensors(owner)
-        owner._adopt_extras(self, olds)
-
-    def _point_step_tensors(self, owner) -> None:
-        if owner._has_step:
-            for k, p in enumerate(self.params):
-                owner.state[p]["step"] = self.steps.tensor(k)
 
     def params_in_place(self) -> bool:
         """Whether every param still has the memory the engine updates
