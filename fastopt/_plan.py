@@ -175,176 +175,10 @@ def split_into_shares(sizes, parts: int, align: int = 1) -> list[tuple[int, int,
     return [row for rows in shares for row in rows + [(0, 0, 0)] * (width - len(rows))]
 
 
-class Plan:
-    """One validated call's kernel table, ready to be re-bound to new grads."""
-
-    #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
-    plain = False
-    #: Set by the planner for a dict of Python floats that steps in the
-    #: interpreter: its update (see :class:`fastopt._floats.FloatStep`).
-    floats = None
-
-    def __init__(self, call, state, key_group, parts: int, copies=None):
-        """``copies``: per key in layout order, the uint16 array that the
-        kernel writes the new params into, rounded (None: no copies)."""
-        layout = call.layout
-        self.copies = copies
-        #: The caller's copies dict and its arrays, which later calls must pass again.
-        self.copies_source = self.copy_arrays = None
-        self.layout = layout
-        self.key_group = key_group
-        self.params = call.params  # keeps the params dict alive: its id keys the plan
-        self.scalar_types = None
-        if call.writeback and len(call.writeback) == len(layout.keys) and all(
-            type(g) is not np.ndarray for g in (call.grads[k] for k in layout.keys)
-        ):
-            self._own_scalar_buffers(call)
-        self.writeback = call.writeback
-        self.keepalive = (call.param_views, call.grad_views, state.root, state.scale_root)
-        n_keys = len(layout.keys)
-        itemsize = layout.dtype.itemsize
-        state_itemsize = state.root.dtype.itemsize
-        int8 = state.state_dtype is not None and state.state_dtype == INT8
-        rows = split_into_shares(layout.sizes, parts, BLOCK if int8 else 1)
-        self.row_key = np.array([key for key, _, _ in rows], np.int64)
-        self.row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
-        state_shift = np.array([start * state_itemsize for _, start, _ in rows], np.int64)
-        self.grad_base = np.array(call.grad_addresses, np.int64).reshape(n_keys)
-        self.param_base = np.array(call.param_addresses, np.int64).reshape(n_keys)
-        n_state = len(state.state_names)
-        n_columns = FIRST_STATE + n_state * (2 if int8 else 1) + (1 if copies is not None else 0)
-        self.table = table = np.zeros((len(rows), n_columns), np.int64)
-        if rows:
-            table[:, LENGTH] = [length for _, _, length in rows]
-            table[:, GROUP] = np.asarray(key_group, np.int64)[self.row_key]
-            table[:, PARAM] = self.param_base[self.row_key] + self.row_shift
-            table[:, GRAD] = self.grad_base[self.row_key] + self.row_shift
-            offsets = np.array(layout.offsets, np.int64) * state_itemsize
-            if state.shaped_like_params:  # else the rule's kernel finds its state itself
-                for j, name in enumerate(state.state_names):
-                    table[:, FIRST_STATE + j] = state.buffers[name].ctypes.data + offsets[self.row_key] + state_shift
-                if int8:  # each row's first block's absmax
-                    first_block = np.array([start // BLOCK for _, start, _ in rows], np.int64)
-                    for j, name in enumerate(state.state_names):
-                        block_offsets = np.array(state.layouts[name + ABSMAX].offsets, np.int64)
-                        table[:, FIRST_STATE + n_state + j] = (state.buffers[name + ABSMAX].ctypes.data
-                                                              + (block_offsets[self.row_key] + first_block) * 4)
-            if copies is not None:
-                copy_base = np.array([c.ctypes.data for c in copies], np.int64)
-                table[:, -1] = copy_base[self.row_key] + np.array([start * 2 for _, start, _ in rows], np.int64)
-        self.keys = layout.keys
-        self.n_keys = n_keys
-        self.bindable = False
-        self.block = np.zeros(_HEAD, np.int64)  # FLAG 0: nothing to check
-        self.flag = memoryview(self.block[FLAG : FLAG + 1])
-        if HEADERS_READABLE and not call.writeback:
-            self._prepare_binding(call, state)
-        args = (self.block, self.table)
-        try:
-            from ._jit import load_or_compile
-
-            signature = tuple(numba.typeof(a) for a in args)
-            load_or_compile(check_and_bind_compiled, signature)
-            entry = check_and_bind_compiled.overloads[signature].entry_point
-        except (AttributeError, KeyError, TypeError):
-            entry = check_and_bind_compiled
-        self._check = functools.partial(entry, *args)
-
-    def _own_scalar_buffers(self, call) -> None:
-        """A dict of Python floats or NumPy scalars (the book's 2-D example):
-        the plan keeps one buffer of params and one of grads, so that a later
-        call only copies the values in (:meth:`bind_scalars`)."""
-        layout = call.layout
-        self.scalar_params = np.array([call.params[k] for k in layout.keys], layout.dtype)
-        self.scalar_grads = np.array([call.grads[k] for k in layout.keys], layout.dtype)
-        self.scalar_types = [type(call.params[k]) for k in layout.keys]
-        self.scalar_views = (memoryview(self.scalar_params), memoryview(self.scalar_grads))
-        itemsize = layout.dtype.itemsize
-        base_p, base_g = self.scalar_params.ctypes.data, self.scalar_grads.ctypes.data
-        call.param_addresses = [base_p + k * itemsize for k in range(len(layout.keys))]
-        call.grad_addresses = [base_g + k * itemsize for k in range(len(layout.keys))]
-        call.param_views = [self.scalar_params]
-        call.grad_views = [self.scalar_grads]
-        call.writeback = [
-            (key, self.scalar_params[k : k + 1], to_python) for k, (key, _, to_python) in enumerate(call.writeback)
-        ]
-
-    def bind_scalars(self, params, grads) -> bool:
-        """Copy this call's scalar values in; False: validate fully."""
-        types = self.scalar_types
-        if types is None or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
-            return False
-        p_view, g_view = self.scalar_views
-        get_p, get_g = params.get, grads.get
-        for k, key in enumerate(self.keys):
-            value_type = types[k]
-            p, g = get_p(key), get_g(key)
-            if type(p) is not value_type or type(g) is not value_type:
-                return False
-            p_view[k] = p
-            g_view[k] = g
-        return True
-
-    def _prepare_binding(self, call, state) -> None:
-        n = self.n_keys
-        expect, dims = [], []
-        for k, (key, p) in enumerate(call.param_arrays):
-            expect += [id(p), call.param_addresses[k] if p.size else p.__array_interface__["data"][0],
-                       p.ndim, len(dims), id(self.layout.dtype), p.nbytes]
-            dims.extend(p.shape)
-        owned = [(a, a + p.nbytes) for a, (_, p) in zip(call.param_addresses, call.param_arrays) if p.size]
-        owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.buffers.values() if b.size]
-        if self.copies is not None:  # a later call's grads must not lie in a copy either
-            owned += [(c.ctypes.data, c.ctypes.data + c.nbytes) for c in self.copies if c.size]
-        parts = [[0] * (2 * n), expect, [w for pair in owned for w in pair], dims,
-                 list(self.grad_base), list(self.row_key), list(self.row_shift)]
-        offsets, at = [], _HEAD
-        for part in parts:
-            offsets.append(at)
-            at += len(part)
-        head = [0, n, len(owned), len(self.row_key), *offsets, id(np.ndarray)]
-        self.block = np.array(head + [w for part in parts for w in part], np.int64)
-        self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
-        self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
-        #: Per key: where its param's id goes, where its grad's.
-        self.id_slots = [(key, 2 * k, 2 * k + 1) for k, key in enumerate(self.keys)]
-        self.flag = memoryview(self.block[FLAG : FLAG + 1])
-        self.param_objects = [p for _, p in call.param_arrays]  # their ids must stay theirs
-        self.bindable = True
-
-    def collect(self, params, grads) -> bool:
-        """Take this call's arrays for the check that runs inside the kernel
-        (or :meth:`check`); False: validate fully."""
-        if self.scalar_types is not None:
-            return self.bind_scalars(params, grads)
-        if not self.bindable or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
-            return False
-        # Only ids here: the kernel checks each object's type before it reads
-        # more than the two words every Python object begins with.
-        ids = self.ids
-        get_p, get_g = params.get, grads.get
-        for key, p_at, g_at in self.id_slots:
-            ids[p_at] = id(get_p(key))
-            ids[g_at] = id(get_g(key))
-        self.flag[0] = 1
-        return True
-
-    def same_copies(self, copies) -> bool:
-        """Whether ``copies`` holds the very arrays this plan writes."""
-        if copies is None:
-            return self.copies_source is None
-        if copies is not self.copies_source or len(copies) != self.n_keys:
-            return False
-        get = copies.get
-        return all(get(key) is array for key, array in zip(self.keys, self.copy_arrays))
-
-    def check(self) -> int:
-        """The kernel's check, run on its own (before a pre-pass reads the grads)."""
-        if self.flag[0] == 0:
-            return -1
-        bad = self._check()
-        self.flag[0] = 0
-        return bad
+class _WriteBack:
+    """Params that are Python floats or NumPy scalars are immutable: the
+    kernel updates copies, which go back into the caller's dict (a mixin of
+    :class:`Plan`)."""
 
     def run_and_write_back(self, params) -> None:
         """Run, then give Python-float and NumPy-scalar params their new values."""
@@ -376,3 +210,186 @@ class Plan:
         for key, view, to_python in self.writeback:
             value = view[0]
             params[key] = value.item() if to_python else value
+
+
+class Plan(_WriteBack):
+    """One validated call's kernel table, ready to be re-bound to new grads."""
+
+    #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
+    plain = False
+    #: Set by the planner for a dict of Python floats that steps in the
+    #: interpreter (a :class:`fastopt._floats.FloatStep`).
+    floats = None
+
+    def __init__(self, call, state, key_group, parts: int, copies=None):
+        """``copies``: per key in layout order, the uint16 array that the
+        kernel writes the new params into, rounded (None: no copies)."""
+        # Every attribute first, in one order, and no more than 30 of them:
+        # CPython 3.11 keeps an object's attributes inline only while its
+        # class's instances add them in the same order and number at most 30;
+        # else the object gets a dict, and each read of it costs ~3x (a dict
+        # of Python floats plans differently from one of arrays).
+        self.scalar_types = self.scalar_views = None
+        self.ids = self.id_slots = None
+        self.scalars = self.scalars_rows = self.prepass = self.norms = self.run = None
+        self.plain = False
+        self.floats = None
+        layout = call.layout
+        self.copies = copies
+        #: The caller's copies dict and its arrays, which later calls must pass again.
+        self.copies_given = (None, None)
+        self.layout = layout
+        self.key_group = key_group
+        self.params = call.params  # keeps the params dict alive: its id keys the plan
+        self.scalar_types = None
+        if call.writeback and len(call.writeback) == len(layout.keys) and all(
+            type(g) is not np.ndarray for g in (call.grads[k] for k in layout.keys)
+        ):
+            self._own_scalar_buffers(call)
+        self.writeback = call.writeback
+        self.keepalive = (call.param_views, call.grad_views, state.root, state.scale_root)
+        n_keys = len(layout.keys)
+        itemsize = layout.dtype.itemsize
+        state_itemsize = state.root.dtype.itemsize
+        int8 = state.state_dtype is not None and state.state_dtype == INT8
+        rows = split_into_shares(layout.sizes, parts, BLOCK if int8 else 1)
+        self.row_key = np.array([key for key, _, _ in rows], np.int64)
+        row_shift = np.array([start * itemsize for _, start, _ in rows], np.int64)
+        state_shift = np.array([start * state_itemsize for _, start, _ in rows], np.int64)
+        self.grad_base = np.array(call.grad_addresses, np.int64).reshape(n_keys)
+        self.param_base = np.array(call.param_addresses, np.int64).reshape(n_keys)
+        n_state = len(state.state_names)
+        n_columns = FIRST_STATE + n_state * (2 if int8 else 1) + (1 if copies is not None else 0)
+        self.table = table = np.zeros((len(rows), n_columns), np.int64)
+        if rows:
+            table[:, LENGTH] = [length for _, _, length in rows]
+            table[:, GROUP] = np.asarray(key_group, np.int64)[self.row_key]
+            table[:, PARAM] = self.param_base[self.row_key] + row_shift
+            table[:, GRAD] = self.grad_base[self.row_key] + row_shift
+            offsets = np.array(layout.offsets, np.int64) * state_itemsize
+            if state.shaped_like_params:  # else the rule's kernel finds its state itself
+                for j, name in enumerate(state.state_names):
+                    table[:, FIRST_STATE + j] = state.buffers[name].ctypes.data + offsets[self.row_key] + state_shift
+                if int8:  # each row's first block's absmax
+                    first_block = np.array([start // BLOCK for _, start, _ in rows], np.int64)
+                    for j, name in enumerate(state.state_names):
+                        block_offsets = np.array(state.layouts[name + ABSMAX].offsets, np.int64)
+                        table[:, FIRST_STATE + n_state + j] = (state.buffers[name + ABSMAX].ctypes.data
+                                                              + (block_offsets[self.row_key] + first_block) * 4)
+            if copies is not None:
+                copy_base = np.array([c.ctypes.data for c in copies], np.int64)
+                table[:, -1] = copy_base[self.row_key] + np.array([start * 2 for _, start, _ in rows], np.int64)
+        self.keys = layout.keys
+        self.n_keys = n_keys
+        self.bindable = False
+        self.block = np.zeros(_HEAD, np.int64)  # FLAG 0: nothing to check
+        self.flag = memoryview(self.block[FLAG : FLAG + 1])
+        if HEADERS_READABLE and not call.writeback:
+            self._prepare_binding(call, state, row_shift)
+        args = (self.block, self.table)
+        try:
+            from ._jit import load_or_compile
+
+            signature = tuple(numba.typeof(a) for a in args)
+            load_or_compile(check_and_bind_compiled, signature)
+            entry = check_and_bind_compiled.overloads[signature].entry_point
+        except (AttributeError, KeyError, TypeError):
+            entry = check_and_bind_compiled
+        self._check = functools.partial(entry, *args)
+
+    def _own_scalar_buffers(self, call) -> None:
+        """A dict of Python floats or NumPy scalars (the book's 2-D example):
+        the plan keeps one buffer of params and one of grads, so that a later
+        call only copies the values in (:meth:`bind_scalars`)."""
+        layout = call.layout
+        scalar_params = np.array([call.params[k] for k in layout.keys], layout.dtype)
+        scalar_grads = np.array([call.grads[k] for k in layout.keys], layout.dtype)
+        self.scalar_types = [type(call.params[k]) for k in layout.keys]
+        self.scalar_views = (memoryview(scalar_params), memoryview(scalar_grads))  # the call's views keep them
+        itemsize = layout.dtype.itemsize
+        base_p, base_g = scalar_params.ctypes.data, scalar_grads.ctypes.data
+        call.param_addresses = [base_p + k * itemsize for k in range(len(layout.keys))]
+        call.grad_addresses = [base_g + k * itemsize for k in range(len(layout.keys))]
+        call.param_views = [scalar_params]
+        call.grad_views = [scalar_grads]
+        call.writeback = [
+            (key, scalar_params[k : k + 1], to_python) for k, (key, _, to_python) in enumerate(call.writeback)
+        ]
+
+    def bind_scalars(self, params, grads) -> bool:
+        """Copy this call's scalar values in; False: validate fully."""
+        types = self.scalar_types
+        if types is None or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
+            return False
+        p_view, g_view = self.scalar_views
+        get_p, get_g = params.get, grads.get
+        for k, key in enumerate(self.keys):
+            value_type = types[k]
+            p, g = get_p(key), get_g(key)
+            if type(p) is not value_type or type(g) is not value_type:
+                return False
+            p_view[k] = p
+            g_view[k] = g
+        return True
+
+    def _prepare_binding(self, call, state, row_shift) -> None:
+        n = self.n_keys
+        expect, dims = [], []
+        for k, (key, p) in enumerate(call.param_arrays):
+            expect += [id(p), call.param_addresses[k] if p.size else p.__array_interface__["data"][0],
+                       p.ndim, len(dims), id(self.layout.dtype), p.nbytes]
+            dims.extend(p.shape)
+        owned = [(a, a + p.nbytes) for a, (_, p) in zip(call.param_addresses, call.param_arrays) if p.size]
+        owned += [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in state.buffers.values() if b.size]
+        if self.copies is not None:  # a later call's grads must not lie in a copy either
+            owned += [(c.ctypes.data, c.ctypes.data + c.nbytes) for c in self.copies if c.size]
+        parts = [[0] * (2 * n), expect, [w for pair in owned for w in pair], dims,
+                 list(self.grad_base), list(self.row_key), list(row_shift)]
+        offsets, at = [], _HEAD
+        for part in parts:
+            offsets.append(at)
+            at += len(part)
+        head = [0, n, len(owned), len(self.row_key), *offsets, id(np.ndarray)]
+        self.block = np.array(head + [w for part in parts for w in part], np.int64)
+        self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
+        self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
+        #: Per key: where its param's id goes, where its grad's.
+        self.id_slots = [(key, 2 * k, 2 * k + 1) for k, key in enumerate(self.keys)]
+        self.flag = memoryview(self.block[FLAG : FLAG + 1])
+        self.keepalive = (*self.keepalive, [p for _, p in call.param_arrays])  # their ids must stay theirs
+        self.bindable = True
+
+    def collect(self, params, grads) -> bool:
+        """Take this call's arrays for the check that runs inside the kernel
+        (or :meth:`check`); False: validate fully."""
+        if self.scalar_types is not None:
+            return self.bind_scalars(params, grads)
+        if not self.bindable or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
+            return False
+        # Only ids here: the kernel checks each object's type before it reads
+        # more than the two words every Python object begins with.
+        ids = self.ids
+        get_p, get_g = params.get, grads.get
+        for key, p_at, g_at in self.id_slots:
+            ids[p_at] = id(get_p(key))
+            ids[g_at] = id(get_g(key))
+        self.flag[0] = 1
+        return True
+
+    def same_copies(self, copies) -> bool:
+        """Whether ``copies`` holds the very arrays this plan writes."""
+        if copies is None:
+            return self.copies_given[0] is None
+        source, arrays = self.copies_given
+        if copies is not source or len(copies) != self.n_keys:
+            return False
+        get = copies.get
+        return all(get(key) is array for key, array in zip(self.keys, arrays))
+
+    def check(self) -> int:
+        """The kernel's check, run on its own (before a pre-pass reads the grads)."""
+        if self.flag[0] == 0:
+            return -1
+        bad = self._check()
+        self.flag[0] = 0
+        return bad

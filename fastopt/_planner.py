@@ -74,7 +74,7 @@ class Planner:
         # A rule with a trust ratio gives every key a scalars row of its own.
         plan = Plan(call, state, np.arange(n_keys) if per_key else key_group, parts, copy_views)
         if copies is not None:
-            plan.copies_source, plan.copy_arrays = copies, [copies[k] for k in call.layout.keys]
+            plan.copies_given = (copies, [copies[k] for k in call.layout.keys])
         plan.scalars_rows = (lambda rows: [rows[g] for g in key_group]) if per_key else (lambda rows: rows)
         # Low-precision state computes in the params' dtype (float32 at least).
         compute = call.layout.dtype if state_dtype in FORMAT_OF else np.result_type(call.layout.dtype, state_dtype)
@@ -83,13 +83,13 @@ class Planner:
         plan.norms = None
         if per_key:
             column = len(PROLOGUE) + math.scalar_names.index("trust_ratio")
-            plan.trust_ratio_column = _ColumnWriter(plan.scalars.table, column)
             plan.norms = NormPrepass(plan, kernel, plan.scalars, state, state_dtype, runner)
+            plan.norms.trust_ratio_column = _ColumnWriter(plan.scalars.table, column)
         math.bind(runner, plan, kernel, plan.scalars, state, state_dtype)
         #: Nothing but the kernel call: no write-back, copies or norm pre-pass.
         plan.plain = not plan.writeback and copies is None and plan.norms is None
         if _floats.takes(math, plan, state_dtype, copies):
-            plan.floats = _floats.FloatStep(math, plan, state).step
+            plan.floats = _floats.FloatStep(math, plan, state)
         # Copies made for this call only (scalar params mixed with arrays)
         # cannot be re-bound; a dict of scalars keeps its own buffers.
         plans = self.plans

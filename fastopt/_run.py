@@ -45,6 +45,10 @@ class Scalars:
         self.slots = self.schedule_call = None
         #: The table as Python rows for :mod:`fastopt._floats`; None after every write.
         self.python_rows = None
+        # Set by _compile and follow_schedules; named here so that every
+        # instance adds its attributes in one order (see Plan.__init__).
+        self.names = self.hyper_flat = self.hyper_values = self.t_array = self.t_cell = None
+        self.hyper = self.scheduled_filler = self.schedule_t = None
 
     def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None, source=None,
              every_step: bool = False) -> None:
@@ -254,6 +258,8 @@ class NormPrepass:
     def __init__(self, plan, kernel, scalars: Scalars, state, state_dtype, runner: KernelRunner):
         layout = plan.layout
         self.blocks = block_table(layout.sizes)
+        #: Writes each key's trust ratio into its scalars row (set by the planner).
+        self.trust_ratio_column = None
         n_keys = len(layout.keys)
         s_size = np.dtype(state_dtype).itemsize
         self.bases = np.zeros((n_keys, 1 + len(state.state_names)), np.int64)

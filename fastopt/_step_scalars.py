@@ -34,7 +34,7 @@ class StepScalars:
 
     def _trust_ratios(self, plan, count: int) -> None:
         plan.norms.write_trust_ratios(plan.scalars_rows(self._resolved_rows(count)), self._math.trust_ratio,
-                                      plan.trust_ratio_column)
+                                      plan.norms.trust_ratio_column)
 
     def _fill_scalars(self, plan, count: int) -> None:
         scalars = plan.scalars

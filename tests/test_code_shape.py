@@ -37,18 +37,27 @@ def _dict_materialized(obj, key: str) -> bool:
 
 @pytest.mark.skipif(platform.python_implementation() != "CPython", reason="CPython's object layout")
 def test_the_objects_an_update_reads_keep_inline_attributes():
-    opt = fastopt.Adam(lr=fastopt.schedules.constant(1e-3), groups={"b": {"lr": 0.1}})
-    params = {"w": np.ones(3), "b": np.ones(2)}
-    floats = {"x": 1.0}
-    sgd = fastopt.Momentum()
+    # Plans and scalars tables of every kind, in an order where a later one
+    # adds attributes that an earlier one lacked: a dict of Python floats,
+    # a rule with trust ratios, a schedule, compiled and Python scalars.
+    made = [
+        (fastopt.Momentum(), {"x": 1.0}),
+        (fastopt.LAMB(), {"w": np.ones(3)}),
+        (fastopt.Adam(lr=fastopt.schedules.constant(1e-3), groups={"b": {"lr": 0.1}}), {"w": np.ones(3), "b": np.ones(2)}),
+        (fastopt.Adam(), {"w": np.ones(3)}),
+        (fastopt.SGD(), {"w": np.ones(3)}),
+        (fastopt.SGD(), {"x": 1.0, "y": 2.0}),
+    ]
     for _ in range(3):
-        opt.update(params, {k: np.ones_like(v) for k, v in params.items()})
-        sgd.update(floats, {"x": 0.5})
-    # What the book's code and checkpoints do in between must not spoil them.
-    opt.m, opt.iter, sgd.v, opt.state_dict(), pickle.loads(pickle.dumps(opt))
-    opt.iter = 3
-    opt.lr = 1e-3
-    plan = opt._plans[id(params)]
-    for obj, key in [(opt, "_state"), (opt._state, "step_view"), (plan, "scalars"), (plan.scalars, "python_rows"),
-                     (sgd, "_state"), (sgd._state, "step_view")]:
-        assert not _dict_materialized(obj, key), type(obj).__name__
+        for opt, params in made:
+            opt.update(params, {k: 0.5 if type(v) is float else np.ones_like(v) for k, v in params.items()})
+    for opt, params in made:
+        # What the book's code and checkpoints do in between must not spoil them.
+        opt.iter, opt.state_dict(), pickle.loads(pickle.dumps(opt))
+        opt.iter = 3
+        opt.lr = 1e-3
+        opt.update(params, {k: 0.5 if type(v) is float else np.ones_like(v) for k, v in params.items()})
+        plan = opt._plans[id(params)]
+        for obj, key in [(opt, "_state"), (opt._state, "step_view"), (plan, "scalars"), (plan.scalars, "python_rows")]:
+            assert not _dict_materialized(obj, key), (type(opt).__name__, type(obj).__name__)
+    fastopt.Adam().m, fastopt.Momentum().v
