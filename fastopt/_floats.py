@@ -8,11 +8,11 @@ are IEEE doubles, and the float64 kernel compiles the same operations in the
 same order without contraction or reassociation (``fastmath=False``), so the
 bits are the kernel's (tests/test_python_floats.py compares the two paths).
 
-Each plan gets its own function, generated once: the prologue (the
-kernel's, operation for operation) and the rule's update inlined per key,
-with the keys as constants and each state element in a local - a call of
-the book's size costs a few hundred nanoseconds, not a compiled call's
-microseconds.  Every new value is computed before anything is written; a
+Each rule and set of keys gets a function, generated once and shared by
+the plans of such dicts: the prologue (the kernel's, operation for
+operation) and the rule's update inlined per key, with the keys as
+constants and each state element in a local - a call of the book's size
+costs a few hundred nanoseconds, not a compiled call's microseconds.  Every new value is computed before anything is written; a
 call this path does not take - another type of value, a ``ZeroDivisionError``
 or ``OverflowError`` where the kernel gives inf or nan - returns False with
 nothing written, and the kernel path runs it.
@@ -33,48 +33,49 @@ from ._jit import PROLOGUE, RuleMath
 MOST_KEYS = 64
 
 _HEAD = '''
-def make(floats, state, scalars, step_view, views):
-    def float_step(owner, plan, params, grads):
-        if owner._needs_prepass or type(grads) is not dict or len(grads) != {n_keys} or len(params) != {n_keys}:
-            return False
-        count = step_view[0]
-        if scalars.version != owner.hyperparameter_version or (
-                owner._time_dependent and scalars.count != count):
-            owner._fill_scalars(plan, count)  # raises before anything is written
-        rows = scalars.python_rows
-        if rows is None:
-            rows = floats.read_scalars()
-        plain, {unpack_rows} = rows
-        try:
-{load}
-            if plain:
+def float_step(floats, owner, plan, params, grads):
+    if owner._needs_prepass or type(grads) is not dict or len(grads) != {n_keys} or len(params) != {n_keys}:
+        return False
+    scalars = floats.scalars
+    step_view = floats.step_view
+    count = step_view[0]
+    if scalars.version != owner.hyperparameter_version or (
+            owner._time_dependent and scalars.count != count):
+        owner._fill_scalars(plan, count)  # raises before anything is written
+    rows = scalars.python_rows
+    if rows is None:
+        rows = floats.read_scalars()
+    plain, {unpack_rows} = rows
+    try:
+{views}{load}
+        if plain:
 {plain}
-            else:
+        else:
 {compute}
-        except (KeyError, ArithmeticError):  # the kernel gives inf or nan where Python raises
-            return False
+    except (KeyError, ArithmeticError):  # the kernel gives inf or nan where Python raises
+        return False
+    interrupted = None
 {begin}
-        interrupted = None
-        try:
-            while True:  # the writes are idempotent: an interrupt among them is held until all are done
-                try:
+    try:
+        while True:  # the writes are idempotent: an interrupt among them is held until all are done
+            try:
 {store}
-                    step_view[0] = count + 1
-                    break
-                except KeyboardInterrupt as exc:
-                    interrupted = exc
-        finally:
+                step_view[0] = count + 1
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+    finally:
 {end}
-        if interrupted is not None:
-            raise interrupted
-        return True
-    return float_step
+    if interrupted is not None:
+        raise interrupted
+    return True
 '''
 
 # A stateless rule's update writes one word of the optimizer's state, the
 # step count: a snapshot cannot see half of it, and needs no sequence.
-_BEGIN = "        state.sequence += 1  # odd: a snapshot taken meanwhile is retried"
-_END = "            state.sequence = (state.sequence | 1) + 1"
+_BEGIN = """    state = floats.state
+    state.sequence += 1  # odd: a snapshot taken meanwhile is retried"""
+_END = "        state.sequence = (state.sequence | 1) + 1"
 
 # Without the clamp and the coupled decay (both off): the same operations as
 # _PROLOGUE then does.
@@ -196,46 +197,52 @@ def _source(math: RuleMath, keys) -> str:
     return _HEAD.format(
         n_keys=n_keys,
         unpack_rows=unpack_rows,
-        load=textwrap.indent("\n".join(load), " " * 12),
+        views="        views = floats.views\n" if stateful else "",
+        load=textwrap.indent("\n".join(load), " " * 8),
         begin=_BEGIN if stateful else "",
-        end=_END if stateful else "            pass",
-        compute=textwrap.indent("\n".join(compute), " " * 16),
-        plain=textwrap.indent("\n".join(plain), " " * 16),
-        store=textwrap.indent("\n".join(store), " " * 20),
+        end=_END if stateful else "        pass",
+        compute=textwrap.indent("\n".join(compute), " " * 12),
+        plain=textwrap.indent("\n".join(plain), " " * 12),
+        store=textwrap.indent("\n".join(store), " " * 16),
     )
 
 
-_CODE: dict = {}  # (rule, keys) -> the compiled module of its update
-_CODE_KEPT = 32
+# One function per rule and keys, shared by every plan of such a dict: a
+# call site that meets several function objects (one SGD stepping three
+# networks) loses CPython's call specialization, 0.1 us per call.
+_STEPS: dict = {}  # (rule, keys) -> its update of a dict of floats
+_STEPS_KEPT = 32
 
 
-def _code(math: RuleMath, keys):
-    code = _CODE.get((math, keys))
-    if code is None:
-        code = compile(_source(math, keys), f"<fastopt: {math.name} on Python floats>", "exec")
-        if len(_CODE) >= _CODE_KEPT:
-            _CODE.pop(next(iter(_CODE)))
-        _CODE[math, keys] = code
-    return code
+def _step(math: RuleMath, keys):
+    step = _STEPS.get((math, keys))
+    if step is None:
+        namespace: dict = {}
+        exec(compile(_source(math, keys), f"<fastopt: {math.name} on Python floats>", "exec"), namespace)
+        step = namespace["float_step"]
+        if len(_STEPS) >= _STEPS_KEPT:
+            _STEPS.pop(next(iter(_STEPS)))
+        _STEPS[math, keys] = step
+    return step
 
 
 class FloatStep:
     """One plan's interpreted update (see the module's docstring).
 
-    ``floats.step(owner, plan, params, grads)`` runs one update of ``owner``
-    (the optimizer whose plan this is); False: nothing was written, take the
-    kernel path.
+    ``floats.step(floats, owner, plan, params, grads)`` runs one update of
+    ``owner`` (the optimizer whose plan this is); False: nothing was
+    written, take the kernel path.
     """
 
     def __init__(self, math: RuleMath, plan, state):
         self.keys = plan.layout.keys
         self.key_group = list(plan.key_group)
         self.scalars = plan.scalars
+        self.state = state
+        self.step_view = state.step_view
         # A dict of floats has one state element per key, at the key's index.
-        views = [memoryview(state.buffers[n]) for n in math.state_names]
-        namespace: dict = {}
-        exec(_code(math, self.keys), namespace)
-        self.step = namespace["make"](self, state, plan.scalars, state.step_view, views)
+        self.views = [memoryview(state.buffers[n]) for n in math.state_names]
+        self.step = _step(math, self.keys)
 
     def read_scalars(self) -> tuple:
         """(whether every row has the clamp and the coupled decay off, each key's row)."""

@@ -165,7 +165,7 @@ class Optimizer(StepScalars, GradPrepassStep, EngineOptions, StateIO, Hyperparam
         plan = self._plans.get(id(params))
         if plan is None or not plan.plain or self._needs_prepass or not plan.collect(params, grads):
             floats = None if plan is None else plan.floats
-            if floats is not None and floats(self, plan, params, grads):
+            if floats is not None and floats.step(floats, self, plan, params, grads):
                 return None  # a dict of Python floats, stepped in the interpreter
             return self._update(params, grads, None, plan)
         scalars = plan.scalars
