@@ -71,15 +71,16 @@ def book_loop_table(rounds: int = 5) -> list[str]:
     harness = load_harness("measure")
     if harness is None:
         return [f"the book's-loop timing is skipped: {HARNESS_MISSING}"]
-    from fastopt_bench.book import BOOK_NETS, SHARED_NETWORKS, SHARED_SGD
+    from fastopt_bench.book import BOOK_LOOP_NETS, SHARED_NETWORKS, SHARED_SGD, TWO_D, TWO_D_STEPS
 
     results = harness.book_loop(RULES, rounds=rounds, progress=False)
-    nets = list(BOOK_NETS)
+    nets = list(BOOK_LOOP_NETS)
     by = {(r.case, r.net): r for r in results}
     lines = [
         f"the book's loop: a fresh dict of fresh float64 grad arrays every step (as network.gradient "
         f"returns), fastopt against the book's common/optimizer.py classes (rules not in the book, AdamW and the "
         f"catalogue: their fastopt.reference class); {SHARED_SGD}: one SGD updating {SHARED_NETWORKS} networks in turn; "
+        f"{TWO_D}: the book's optimizer_compare_naive.py, two Python floats, {TWO_D_STEPS} updates timed together; "
         f"median time per step over {rounds} interleaved rounds ('book' column: the baseline's time)\n",
     ]
     width = 31  # a cell: fastopt time, baseline time, speed-up

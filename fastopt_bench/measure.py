@@ -11,6 +11,8 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import book, cases
 from .timing import BATCH_SECONDS, FAULTS_REPORTED, Progress, settle_allocator, time_interleaved
 
@@ -151,7 +153,7 @@ class BookLoopResult:
 
     @property
     def floor(self) -> float:
-        return book.BOOK_FLOORS.get(self.case, book.BOOK_FLOOR)
+        return book.book_floor(self.case, self.net)
 
 
 def book_loop_case(case: str, net, rounds: int, batch_seconds: float = BATCH_SECONDS) -> BookLoopResult:
@@ -161,12 +163,12 @@ def book_loop_case(case: str, net, rounds: int, batch_seconds: float = BATCH_SEC
     samples = medians(time_interleaved(steps, rounds, batch_seconds, self_timed=True))
     rule = cases.rule("SGD" if case == book.SHARED_SGD else case)
     faults = {impl: (s.faults / s.calls if FAULTS_REPORTED and s.calls else None) for impl, s in steps.items()}
-    n_params = sum(p.size for p in book.book_net_params(net).values())
+    n_params = sum(np.size(p) for p in book.book_net_params(net).values())
     return BookLoopResult(case, book.net_name(net), book.book_baseline(rule)[0], samples["fastopt"],
                           samples["baseline"], rounds, n_params, faults["fastopt"], faults["baseline"])
 
 
-def book_loop(rules, nets=tuple(book.BOOK_NETS), rounds: int = BOOK_ROUNDS, shared: bool = True,
+def book_loop(rules, nets=book.BOOK_LOOP_NETS, rounds: int = BOOK_ROUNDS, shared: bool = True,
               progress: bool = True, batch_seconds: float = BATCH_SECONDS) -> list[BookLoopResult]:
     """The book's loop for every rule and net; with ``shared`` and SGD among
     ``rules``, also one SGD stepping three networks in turn."""

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .book import SHARED_NETWORKS, SHARED_SGD
+from .book import SHARED_NETWORKS, SHARED_SGD, TWO_D, TWO_D_STEPS
 from .cases import IMPLEMENTATIONS
 
 
@@ -90,12 +90,14 @@ def book_loop_report(book: list) -> list[str]:
         f"the book's loop - float64, a fresh dict of fresh grad arrays every step (built outside the "
         f"timed region); median seconds per step over {book[0].rounds} interleaved rounds",
         f"  baseline: the book's common/optimizer.py class (rules not in the book: their fastopt.reference class); "
-        f"{SHARED_SGD}: one SGD stepping {SHARED_NETWORKS} networks in turn, time per step of all {SHARED_NETWORKS}",
+        f"{SHARED_SGD}: one SGD stepping {SHARED_NETWORKS} networks in turn, time per step of all {SHARED_NETWORKS}; "
+        f"{TWO_D}: the book's optimizer_compare_naive.py (params and grads Python floats), {TWO_D_STEPS} updates "
+        "timed together, time per update",
         "  x baseline: baseline time / fastopt time, same run",
         "",
     ]
     header = (f"{'rule':<10} {'net':<24} {'params':>8} {'baseline':<17} {'fastopt':>11} {'baseline':>11} "
-              f"{'x baseline':>10} {'floor':>12} {'page faults/step':>16}")
+              f"{'x baseline':>10} {'floor':>14} {'page faults/step':>16}")
     lines += [header, "-" * len(header)]
     for r in book:
         verdict = "ok" if r.ratio >= r.floor else "BELOW"
@@ -103,7 +105,7 @@ def book_loop_report(book: list) -> list[str]:
                   else f"{r.fastopt_faults:.1f} / {r.baseline_faults:.1f}")
         lines.append(
             f"{r.case:<10} {r.net:<24} {r.n_params:>8,} {r.baseline:<17} {_fmt_time(r.fastopt_seconds):>11} "
-            f"{_fmt_time(r.baseline_seconds):>11} {r.ratio:>9.2f}x {f'>= {r.floor:.1f}x {verdict}':>12} "
+            f"{_fmt_time(r.baseline_seconds):>11} {r.ratio:>9.2f}x {f'>= {r.floor:.2f}x {verdict}':>14} "
             f"{faults:>16}"
         )
     lines.append("  page faults/step: minor page faults during the updates, fastopt / baseline (the allocator "

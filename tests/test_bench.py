@@ -241,3 +241,30 @@ def test_bench_entry_point_without_a_checkout_says_where_the_harness_is(tmp_path
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
     assert "fastopt_bench/" in run.stderr and "clone" in run.stderr
+
+
+def test_book_loop_runs_the_2d_example_with_python_floats():
+    results = measure.book_loop([BY_NAME["SGD"], BY_NAME["Adam"]], nets=[bench_book.TWO_D], rounds=2,
+                                progress=False, batch_seconds=0.001)
+    assert [r.case for r in results] == ["SGD", "Adam", bench_book.SHARED_SGD]
+    for r in results:
+        assert r.net == bench_book.TWO_D and r.n_params == 2 and r.floor == bench_book.TWO_D_FLOOR
+        assert math.isfinite(r.ratio) and r.ratio > 0
+    assert bench_book.book_floor("SGD", TINY_NET) == bench_book.BOOK_FLOOR
+
+
+@pytest.mark.parametrize("rule_name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop"])
+def test_the_books_2d_example_bit_for_bit(rule_name):
+    # optimizer_compare_naive.py: f(x, y) = x**2 / 20 + y**2 from (-7, 2),
+    # params and grads Python floats, 30 steps (SGD, Momentum and Nesterov
+    # step in the interpreter, the others in the kernel).
+    lr = {"SGD": 0.95, "Momentum": 0.1, "Nesterov": 0.1, "AdaGrad": 1.5, "RMSprop": 0.1}[rule_name]
+    fast, book = BY_NAME[rule_name].fast(lr=lr), bench_book.BOOK_CLASSES[rule_name](lr=lr)
+    fast_params, book_params = {"x": -7.0, "y": 2.0}, {"x": -7.0, "y": 2.0}
+    for _ in range(bench_book.TWO_D_STEPS):
+        fast.update(fast_params, bench_book.base_grads(fast_params))
+        book.update(book_params, bench_book.base_grads(book_params))
+    for key in fast_params:
+        assert type(fast_params[key]) is float
+        assert np.float64(fast_params[key]).tobytes() == np.float64(book_params[key]).tobytes(), key
+    assert fast_params != {"x": -7.0, "y": 2.0}

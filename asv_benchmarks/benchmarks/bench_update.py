@@ -203,9 +203,9 @@ class BookLoop:
     """The book's loop (float64, a fresh dict of fresh grads every step,
     ``fastopt_bench.book``): fastopt's time over the book's optimizer's (rules
     the book lacks: their reference class); "shared SGD" is one SGD stepping
-    three networks in turn."""
+    three networks in turn; the 2-D net is the book's Python-float example."""
 
-    params = [book.book_cases(), ["784-100-100-100-100-10"]]
+    params = [book.book_cases(), ["784-100-100-100-100-10", book.TWO_D]]
     param_names = ["rule", "net"]
     timeout = 300
 
