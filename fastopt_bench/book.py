@@ -227,9 +227,9 @@ class BookLoopStep:
     updates, where the platform reports them) count since ``reset_counters``.
 
     ``repeat`` updates per network are timed together (each with its own
-    fresh grads, built before the clock starts) and the call returns their
-    mean: an update of two Python floats takes about as long as reading the
-    clock.
+    fresh grads, built before the clock starts): an update of two Python
+    floats takes about as long as reading the clock.  The call returns
+    their total; per update, divide by ``repeat``.
     """
 
     def __init__(self, optimizer, networks, repeat: int = 1):
@@ -260,8 +260,8 @@ class BookLoopStep:
             start = clock()
             for grads in batch:
                 update(params, grads)
-            total += (clock() - start) / self.repeat
-            faults += (minor_faults() - before) / self.repeat
+            total += clock() - start
+            faults += minor_faults() - before
         self.calls += 1
         self.faults += faults
         return total

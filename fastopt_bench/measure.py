@@ -161,8 +161,10 @@ def book_loop_case(case: str, net, rounds: int, batch_seconds: float = BATCH_SEC
     settle_allocator()
     steps = {impl: book.make_book_step(impl, case, net) for impl in ("fastopt", "baseline")}
     samples = medians(time_interleaved(steps, rounds, batch_seconds, self_timed=True))
+    samples = {impl: seconds / steps[impl].repeat for impl, seconds in samples.items()}  # per update
     rule = cases.rule("SGD" if case == book.SHARED_SGD else case)
-    faults = {impl: (s.faults / s.calls if FAULTS_REPORTED and s.calls else None) for impl, s in steps.items()}
+    faults = {impl: (s.faults / (s.calls * s.repeat) if FAULTS_REPORTED and s.calls else None)
+              for impl, s in steps.items()}
     n_params = sum(np.size(p) for p in book.book_net_params(net).values())
     return BookLoopResult(case, book.net_name(net), book.book_baseline(rule)[0], samples["fastopt"],
                           samples["baseline"], rounds, n_params, faults["fastopt"], faults["baseline"])

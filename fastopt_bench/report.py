@@ -204,7 +204,7 @@ def book_loop_markdown(book: list, env: dict) -> str:
                 cells += ["n/a"] * 3
             else:
                 cells += [f"{r.fastopt_seconds * 1e6:.1f} us", f"{r.baseline_seconds * 1e6:.1f} us",
-                          f"**{r.ratio:.1f}x**"]
+                          f"**{r.ratio:.1f}x**" if r.ratio >= 1 else f"**{r.ratio:.2f}x**"]
         lines.append(f"| {case} | {baseline} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
