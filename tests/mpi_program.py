@@ -233,8 +233,11 @@ def main(argv) -> None:
     scenario, out = argv[1], argv[2]
 
     def write(record):
-        with open(os.path.join(out, f"rank-{comm.rank}.json"), "w") as f:
+        # Whole or not at all: a rank may be killed while another reads.
+        path = os.path.join(out, f"rank-{comm.rank}.json")
+        with open(path + ".part", "w") as f:
             json.dump(record, f)
+        os.replace(path + ".part", path)
 
     if scenario == "trajectories":
         record = trajectories(comm)
@@ -250,6 +253,14 @@ def main(argv) -> None:
         raise SystemExit(f"unknown scenario {scenario!r}")
     write(record)
     if scenario == "faults":
+        # A rank that leaves without MPI_Finalize makes mpiexec kill the
+        # others: wait until every rank's record is written (the stalled
+        # rank wrote its own before sleeping), else a rank descheduled on a
+        # loaded machine loses its record (seen in CI with 3 ranks).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(
+                os.path.exists(os.path.join(out, f"rank-{r}.json")) for r in range(comm.size)):
+            time.sleep(0.05)
         sys.stdout.flush()
         os._exit(0)  # requests abandoned at the timeout: do not wait for them in MPI_Finalize
 
