@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 
-
 from ._hyper import (above_one, at_least_one, closed_unit_interval, non_negative, non_positive, open_unit_interval,
                      positive, unit_interval)
 from ._jit import helper
