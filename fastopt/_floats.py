@@ -27,7 +27,7 @@ import textwrap
 
 import numpy as np
 
-from ._jit import PROLOGUE, RuleMath
+from ._jit import GRAD_PROLOGUE, PROLOGUE, RuleMath
 
 #: Dicts with more keys than this take the kernel path (the code is unrolled per key).
 MOST_KEYS = 64
@@ -81,15 +81,7 @@ _END = "        state.sequence = (state.sequence | 1) + 1"
 # _PROLOGUE then does.
 _PLAIN_PROLOGUE = "g = g * grad_scale"
 
-_PROLOGUE = '''if clip_value > 0:
-    if g > clip_value:
-        g = clip_value
-    elif g < -clip_value:
-        g = -clip_value
-g = g * grad_scale
-if coupled_decay != 0:
-    g = g + coupled_decay * p
-'''
+_PROLOGUE = GRAD_PROLOGUE.format(g="g", p="p")  # the kernels' own
 
 
 class _PerKey(ast.NodeTransformer):

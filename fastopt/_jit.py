@@ -366,18 +366,23 @@ _TILED_SKELETON = _ROW_HEAD + '''        row_p = array_at(table[row, {PARAM}], n
     return -1
 '''
 
+# The gradient prologue, one text wherever the engine runs a rule's update
+# (the kernels, the norm pre-pass, fastopt._floats for Python floats), so
+# that every path does the same operations in the same order.
+GRAD_PROLOGUE = '''if clip_value > 0:
+    if {g} > clip_value:
+        {g} = clip_value
+    elif {g} < -clip_value:
+        {g} = -clip_value
+{g} = {g} * grad_scale
+if coupled_decay != 0:
+    {g} = {g} + coupled_decay * {p}
+'''
+
 _ELEMENT_LOOP = '''for i in range({count}):{decode_element}
     pi = as_compute(p[i], sc)
     gi = as_compute(g[i], sc)
-    if clip_value > 0:
-        if gi > clip_value:
-            gi = clip_value
-        elif gi < -clip_value:
-            gi = -clip_value
-    gi = gi * grad_scale
-    if coupled_decay != 0:
-        gi = gi + coupled_decay * pi
-    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}{encode_element}'''
+''' + textwrap.indent(GRAD_PROLOGUE.format(g="gi", p="pi"), "    ") + '''    p[i] = {update}(pi, gi, i{state_args}{scalar_args}){store_copy}{encode_element}'''
 
 # The loop without the clamp and the coupled decay (both off), the same
 # operations as _ELEMENT_LOOP then does.
@@ -449,15 +454,7 @@ def {name}(blocks, bases, grad_base, scalars, p_like, s_like, p_sums, u_sums, p_
 
 _NORMS_ELEMENT = '''pi = as_compute(p[i], sc)
 gi = as_compute(g[i], sc)
-if clip_value > 0:
-    if gi > clip_value:
-        gi = clip_value
-    elif gi < -clip_value:
-        gi = -clip_value
-gi = gi * grad_scale
-if coupled_decay != 0:
-    gi = gi + coupled_decay * pi
-u = np.float64(direction(pi, gi, i{state_args}{scalar_args}))
+''' + GRAD_PROLOGUE.format(g="gi", p="pi") + '''u = np.float64(direction(pi, gi, i{state_args}{scalar_args}))
 x = np.float64(pi)
 p_squares[i] = x * x
 u_squares[i] = u * u'''
