@@ -215,12 +215,6 @@ class _WriteBack:
 class Plan(_WriteBack):
     """One validated call's kernel table, ready to be re-bound to new grads."""
 
-    #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
-    plain = False
-    #: Set by the planner for a dict of Python floats that steps in the
-    #: interpreter (a :class:`fastopt._floats.FloatStep`).
-    floats = None
-
     def __init__(self, call, state, key_group, parts: int, copies=None):
         """``copies``: per key in layout order, the uint16 array that the
         kernel writes the new params into, rounded (None: no copies)."""
@@ -232,7 +226,10 @@ class Plan(_WriteBack):
         self.scalar_types = self.scalar_views = None
         self.ids = self.id_slots = None
         self.scalars = self.scalars_rows = self.prepass = self.norms = self.run = None
+        #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
         self.plain = False
+        #: Set by the planner for a dict of Python floats that steps in the
+        #: interpreter (a :class:`fastopt._floats.FloatStep`).
         self.floats = None
         layout = call.layout
         self.copies = copies
