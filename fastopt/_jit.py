@@ -7,17 +7,22 @@ parallel variants, threads and fork.
 
 **The kernel interface.**  Every update is one call of a generated kernel::
 
-    kernel(table, scalars, step, p_like, s_like, block) -> -1, or a key index
+    kernel(block, p_like, s_like, c_like) -> -1, or a key index
 
-``table`` is the *segment table*, one row per contiguous run of elements:
-``LENGTH, GROUP, PARAM, GRAD, STATE...`` - the run's length, its group (a row
-of ``scalars``), then the run's address in the params, the grads and each
-state buffer.  ``scalars`` is 2-D, ``[group, name]``, in the *arithmetic
-dtype* (the wider of the params' and the state's); ``p_like`` and ``s_like``
-are empty arrays whose dtypes are the params' and the state's, so each buffer
-is read and written in its own dtype.  The kernel loops over the rows with
-``prange`` and over each row's elements with a plain loop, and advances the
-step counter, so a dict of arrays is one call and nothing can split a step.
+``block`` (int64, see :mod:`fastopt._plan`) gives the addresses and shapes
+of the kernel's arrays, and the check below.  ``table`` is the *segment
+table*, one row per contiguous run of elements: ``LENGTH, GROUP, PARAM, GRAD,
+STATE...`` - the run's length, its group (a row of ``scalars``), then the
+run's address in the params, the grads and each state buffer.  ``scalars``
+is 2-D, ``[group, name]``, in the *arithmetic dtype* (the wider of the
+params' and the state's); ``step`` is the one-word step counter.
+``p_like``, ``s_like`` and ``c_like`` are NumPy scalars (zeros) whose types
+are the params', the state's and the arithmetic dtype, so each buffer is read
+and written in its own dtype.  One array and three scalars: each array a
+compiled function takes costs the call ~25 ns to unbox, a scalar ~10.  The
+kernel loops over the rows with ``prange`` and over each row's elements
+with a plain loop, and advances the step counter, so a dict of arrays is one
+call and nothing can split a step.
 First, serially, it runs :func:`fastopt._plan.check_and_bind` on ``block``:
 the check that this call's arrays are the validated ones (and the writing of
 the grads' addresses into the table); when it fails the kernel returns the
@@ -169,7 +174,8 @@ def bound_call(dispatcher, args: tuple):
 
 
 def array_at(address, size, like):
-    """The ``size`` elements of ``like``'s dtype at ``address``, as a 1-D array.
+    """The ``size`` elements of ``like``'s dtype at ``address``, as a 1-D array
+    (``like``: an array or a NumPy scalar).
 
     No copy and no ownership: the caller keeps the memory alive.  This Python
     version serves the interpreter (tests run the kernel bodies uncompiled);
@@ -192,7 +198,7 @@ def _void_pointer(typingctx, address):
 
 @overload(array_at)
 def _array_at(address, size, like):
-    dtype = like.dtype
+    dtype = like.dtype if isinstance(like, nbtypes.Array) else like
 
     def impl(address, size, like):
         return numba.carray(_void_pointer(address), size, dtype)
@@ -325,7 +331,12 @@ def load_or_compile(dispatcher, signature) -> None:
 # Every kernel's start: the bind check, then per row its length and its
 # group's prologue scalars (the rule's follow in {load_scalars}).
 _ROW_HEAD = '''
-def {name}(table, scalars, step, p_like, s_like, block):
+def {name}(block, p_like, s_like, c_like):
+    table = array_at(block[{TABLE}], block[{N_ROWS}] * block[{TABLE_WIDTH}], block).reshape(
+        (block[{N_ROWS}], block[{TABLE_WIDTH}]))
+    scalars = array_at(block[{SCALARS}], block[{SCALARS_ROWS}] * block[{SCALARS_WIDTH}], c_like).reshape(
+        (block[{SCALARS_ROWS}], block[{SCALARS_WIDTH}]))
+    step = array_at(block[{STEP}], 1, block)
     bad = check_and_bind(block, table)
     if bad >= 0:
         return bad
@@ -756,7 +767,9 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None, storage: n
          + _file_digest(_lowp.__file__) + _file_digest(inspect.getsourcefile(update))).encode()
     ).hexdigest()[:10]
     indent = " " * 8
-    columns = dict(LENGTH=LENGTH, GROUP=GROUP, PARAM=PARAM, GRAD=GRAD)
+    columns = dict(LENGTH=LENGTH, GROUP=GROUP, PARAM=PARAM, GRAD=GRAD, **{
+        word: getattr(_plan, word) for word in ("TABLE", "N_ROWS", "TABLE_WIDTH", "SCALARS", "SCALARS_ROWS",
+                                                "SCALARS_WIDTH", "STEP")})
     load_scalars = "\n".join(
         f"{indent}{n} = sc[{j}]" for j, n in enumerate(math.scalar_names, len(PROLOGUE))
     )

@@ -65,11 +65,13 @@ def _probe_headers() -> bool:
 
 HEADERS_READABLE = _probe_headers()
 
-# The bind block: one int64 array holding everything the check needs, so
-# that the kernel (and the stand-alone check) take two arguments.  Its first
-# words give the offsets of its parts.
-FLAG, N_KEYS, N_OWNED, N_ROWS, IDS, EXPECT, OWNED, DIMS, GRAD_BASE, ROW_KEY, ROW_SHIFT, ARRAY_TYPE = range(12)
-_HEAD = 12
+# The bind block: one int64 array holding everything the check needs and
+# where the kernel's table, scalars and step counter live, so that a kernel
+# takes one array (each array passed costs a call ~25 ns) and its dtypes as
+# NumPy scalars (~10 ns each).  Its first words give the offsets of its parts.
+(FLAG, N_KEYS, N_OWNED, N_ROWS, IDS, EXPECT, OWNED, DIMS, GRAD_BASE, ROW_KEY, ROW_SHIFT, ARRAY_TYPE,
+ TABLE, TABLE_WIDTH, SCALARS, SCALARS_ROWS, SCALARS_WIDTH, STEP) = range(18)
+_HEAD = 18
 # Words of each key's EXPECT record.
 _P_ID, _P_DATA, _NDIM, _DIM0, _DESCR_ID, _NBYTES = range(6)
 _EXPECT_WORDS = 6
@@ -212,6 +214,44 @@ class _WriteBack:
             params[key] = value.item() if to_python else value
 
 
+def _refuse(params, grads) -> bool:
+    return False
+
+
+# Plans of up to this many keys get a collect function with one line per key
+# (0.17 us for one key against 0.32 for the loop); beyond, generating it would
+# cost planning more than the loop costs the calls.
+_KEYS_WRITTEN_OUT = 64
+
+_COLLECT = '''
+def collect(params, grads):
+    if type(grads) is not dict or len(grads) != {n} or len(params) != {n}:
+        return False
+    if type(params) is not dict:  # params[key] may call a subclass's __missing__
+        return by_get(params, grads)
+    try:
+{lines}
+    except KeyError:
+        return False
+    flag[0] = 1
+    return True
+'''
+
+
+def _collector(keys, ids, flag, by_get):
+    """``collect`` for a plan of ``keys``: the ids of each key's param and grad
+    into ``ids`` (and 1 into ``flag``), the keys written out.
+
+    Only ids here: the kernel checks each object's type before it reads more
+    than the two words every Python object begins with.  A missing key sends
+    the call to full validation, which names it."""
+    lines = [f"        ids[{2 * k}] = id(params[key_{k}])\n        ids[{2 * k + 1}] = id(grads[key_{k}])"
+             for k in range(len(keys))]
+    namespace = {"ids": ids, "flag": flag, "by_get": by_get, **{f"key_{k}": key for k, key in enumerate(keys)}}
+    exec(_COLLECT.format(n=len(keys), lines="\n".join(lines or ["        pass"])), namespace)
+    return namespace["collect"]
+
+
 class Plan(_WriteBack):
     """One validated call's kernel table, ready to be re-bound to new grads."""
 
@@ -223,6 +263,10 @@ class Plan(_WriteBack):
         # class's instances add them in the same order and number at most 30;
         # else the object gets a dict, and each read of it costs ~3x (a dict
         # of Python floats plans differently from one of arrays).
+        #: ``collect(params, grads) -> bool``: take this call's arrays for the
+        #: check that runs inside the kernel (or :meth:`check`); False:
+        #: validate fully.  Generated per plan (see :func:`_collector`).
+        self.collect = _refuse
         self.scalar_types = self.scalar_views = None
         self.ids = self.id_slots = None
         self.scalars = self.scalars_rows = self.prepass = self.norms = self.run = None
@@ -283,6 +327,8 @@ class Plan(_WriteBack):
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         if HEADERS_READABLE and not call.writeback:
             self._prepare_binding(call, state, row_shift)
+        self.block[N_ROWS], self.block[TABLE_WIDTH] = table.shape
+        self.block[TABLE] = table.ctypes.data
         args = (self.block, self.table)
         try:
             from ._jit import load_or_compile
@@ -294,6 +340,15 @@ class Plan(_WriteBack):
             entry = check_and_bind_compiled
         self._check = functools.partial(entry, *args)
 
+    def point_at(self, scalars_table: np.ndarray, step: np.ndarray) -> None:
+        """Let the block give the kernel ``scalars_table`` (float, 2-D) and the
+        step counter ``step`` (one int64), which outlive the plan's calls."""
+        block = self.block
+        block[SCALARS_ROWS], block[SCALARS_WIDTH] = scalars_table.shape
+        block[SCALARS] = scalars_table.ctypes.data
+        block[STEP] = step.ctypes.data
+        self.keepalive = (*self.keepalive, scalars_table, step)
+
     def _own_scalar_buffers(self, call) -> None:
         """A dict of Python floats or NumPy scalars (the book's 2-D example):
         the plan keeps one buffer of params and one of grads, so that a later
@@ -302,6 +357,7 @@ class Plan(_WriteBack):
         scalar_params = np.array([call.params[k] for k in layout.keys], layout.dtype)
         scalar_grads = np.array([call.grads[k] for k in layout.keys], layout.dtype)
         self.scalar_types = [type(call.params[k]) for k in layout.keys]
+        self.collect = self.bind_scalars
         self.scalar_views = (memoryview(scalar_params), memoryview(scalar_grads))  # the call's views keep them
         itemsize = layout.dtype.itemsize
         base_p, base_g = scalar_params.ctypes.data, scalar_grads.ctypes.data
@@ -347,6 +403,7 @@ class Plan(_WriteBack):
             offsets.append(at)
             at += len(part)
         head = [0, n, len(owned), len(self.row_key), *offsets, id(np.ndarray)]
+        head += [0] * (_HEAD - len(head))  # the kernel's arrays: see __init__ and point_at
         self.block = np.array(head + [w for part in parts for w in part], np.int64)
         self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
         self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
@@ -355,16 +412,15 @@ class Plan(_WriteBack):
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         self.keepalive = (*self.keepalive, [p for _, p in call.param_arrays])  # their ids must stay theirs
         self.bindable = True
+        self.collect = self._collect_arrays
+        if n <= _KEYS_WRITTEN_OUT:
+            self.collect = _collector(self.keys, self.ids, self.flag, self._collect_arrays)
 
-    def collect(self, params, grads) -> bool:
-        """Take this call's arrays for the check that runs inside the kernel
-        (or :meth:`check`); False: validate fully."""
-        if self.scalar_types is not None:
-            return self.bind_scalars(params, grads)
-        if not self.bindable or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
+    def _collect_arrays(self, params, grads) -> bool:
+        """:attr:`collect` by ``get``: a plan of more keys than :func:`_collector`
+        writes out, or params that are not exactly a dict."""
+        if type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
             return False
-        # Only ids here: the kernel checks each object's type before it reads
-        # more than the two words every Python object begins with.
         ids = self.ids
         get_p, get_g = params.get, grads.get
         for key, p_at, g_at in self.id_slots:

@@ -220,9 +220,9 @@ class KernelRunner:
 
     def bind(self, plan, kernel, scalars: Scalars, step, state_dtype) -> None:
         layout = plan.layout
-        p_like = np.empty(0, layout.dtype)
-        s_like = np.empty(0, state_dtype)
-        args = (plan.table, scalars.table, step, p_like, s_like, plan.block)
+        plan.point_at(scalars.table, step)
+        # The dtypes as NumPy scalars: the kernel is compiled for each combination.
+        args = (plan.block, layout.dtype.type(0), np.dtype(state_dtype).type(0), scalars.table.dtype.type(0))
         key = (kernel.name, layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
         plan.run = self.choose(kernel.serial, kernel.parallel, args, layout.total, key)
 

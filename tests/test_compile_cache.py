@@ -96,7 +96,7 @@ def test_serial_and_parallel_variants_do_not_share_cache_entries(tmp_path):
 def test_warmup_compiles_the_requested_kernels():
     fastopt.warmup(rules=["AdaGrad"], dtypes=["float32"], parallel=False)
     signatures = fastopt.AdaGrad.math.kernel.serial.signatures
-    assert any(str(sig[1].dtype) == "float32" for sig in signatures)  # (table, scalars, step)
+    assert any(str(sig[1]) == "float32" for sig in signatures)  # (block, params, state, arithmetic dtypes)
     params = {"w": np.ones(3, np.float32)}
     fastopt.AdaGrad().update(params, {"w": np.ones(3, np.float32)})
 

@@ -244,6 +244,45 @@ def test_a_defaultdict_of_grads_gets_no_key_inserted():
     assert set(grads) == {"w", "x"}
 
 
+def test_a_defaultdict_of_params_gets_no_key_inserted():
+    opt = fastopt.Momentum()
+    params = defaultdict(lambda: np.zeros(2), {"w": np.ones(2), "b": np.ones(2)})
+    for _ in range(2):
+        opt.update(params, {k: np.ones(2) for k in params})
+    with pytest.raises(fastopt.KeyMismatchError):
+        opt.update(params, {"w": np.ones(2), "x": np.ones(2)})
+    assert set(params) == {"w", "b"}
+
+
+@pytest.mark.parametrize("n_keys", [1, 64, 65])  # the plan's collect: written out up to 64 keys, a loop beyond
+def test_fresh_grads_are_checked_key_by_key_for_any_number_of_keys(n_keys, monkeypatch):
+    import fastopt._planner
+
+    validated = []
+    validate = fastopt._planner.validate
+    monkeypatch.setattr(fastopt._planner, "validate", lambda *args: validated.append(1) or validate(*args))
+    params = {f"k{i}": np.ones(3) for i in range(n_keys)}
+    opt, ref = fastopt.Momentum(), fastopt.reference.Momentum()
+    rp = copy_params(params)
+    for step in range(3):
+        grads = {k: np.full(3, step + 1.0) for k in params}
+        opt.update(params, grads)
+        ref.update(rp, grads)
+    assert_same(params, rp)
+    assert len(validated) == 1  # later calls re-bind the plan
+    last = f"k{n_keys - 1}"
+    for bad_grad, error in ((np.ones(3, np.float32), fastopt.DTypeMismatchError), (np.ones(4), fastopt.ShapeMismatchError)):
+        grads = {k: np.ones(3) for k in params}
+        grads[last] = bad_grad
+        with pytest.raises(error, match=last):
+            opt.update(params, grads)
+        assert_same(params, rp)
+    renamed = {k: np.ones(3) for k in params if k != last} | {"other": np.ones(3)}
+    with pytest.raises(fastopt.KeyMismatchError):
+        opt.update(params, renamed)
+    assert_same(params, rp)
+
+
 def test_load_of_foreign_or_hostile_files_is_a_typed_error(tmp_path):
     opt, _ = _stepped_adam()
     npy = tmp_path / "x.npy"
