@@ -57,7 +57,9 @@ The flags and why:
 * no ``fastmath``: fast-math lets LLVM contract ``a * b + c`` into an FMA and
   reassociate, which changes rounding.  The kernels promise bit-for-bit
   agreement with the NumPy reference.
-* ``nogil=True``: kernels touch no Python objects.
+* ``nogil=True``: kernels touch no Python objects, and other threads run
+  while a large update does.  The small helpers (the compiled scalars, the
+  bind check) keep the GIL: releasing it costs more than they run.
 * ``cache=True`` only where Numba finds a writable cache directory; otherwise
   the kernels compile in memory and ``import fastopt`` still works.
 """
@@ -119,12 +121,13 @@ _DISPATCHERS: list = []
 
 
 def _jit(py_func: Callable, parallel: bool, **options) -> numba.core.registry.CPUDispatcher:
+    flags = {**NUMBA_FLAGS, **options}
     try:
-        dispatcher = numba.njit(parallel=parallel, cache=True, **NUMBA_FLAGS, **options)(py_func)
+        dispatcher = numba.njit(parallel=parallel, cache=True, **flags)(py_func)
     except RuntimeError:
         # "cannot cache function ...: no locator available": no writable
         # __pycache__, NUMBA_CACHE_DIR or user cache directory.
-        dispatcher = numba.njit(parallel=parallel, cache=False, **NUMBA_FLAGS, **options)(py_func)
+        dispatcher = numba.njit(parallel=parallel, cache=False, **flags)(py_func)
     _DISPATCHERS.append(dispatcher)
     return dispatcher
 
@@ -143,8 +146,10 @@ def _renamed_copy(py_func: Callable, suffix: str) -> Callable:
 
 
 def helper(py_func: Callable) -> numba.core.registry.CPUDispatcher:
-    """Compile a small serial helper that the Python facade calls (never a kernel)."""
-    return _jit(py_func, parallel=False)
+    """Compile a small serial helper that the Python facade calls (never a
+    kernel).  It keeps the GIL: releasing and taking it back costs a call
+    ~30-50 ns, more than a helper runs."""
+    return _jit(py_func, parallel=False, nogil=False)
 
 
 def bound_call(dispatcher, args: tuple):
@@ -724,7 +729,7 @@ def _generate_fillers(math: RuleMath) -> tuple:
         function = namespace[function_name]
         function.__module__ = __name__
         function.__qualname__ = function_name
-        fillers.append(_jit(function, parallel=False))
+        fillers.append(_jit(function, parallel=False, nogil=False))  # tiny: see helper()
     return tuple(fillers)
 
 

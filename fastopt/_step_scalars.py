@@ -39,13 +39,9 @@ class StepScalars:
     def _fill_scalars(self, plan, count: int) -> None:
         scalars = plan.scalars
         if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
-            if scalars.version == self.hyperparameter_version:  # only the step count moves...
-                if scalars.slots is not None:
-                    scalars.refill(count, self)  # ... and the schedules
-                    return
-                if scalars.compiled and not self._scheduled:
-                    scalars.advance(count)
-                    return
+            if scalars.version == self.hyperparameter_version and scalars.follow is not None:
+                scalars.follow(count, self)  # only the step count moves (and the schedules)
+                return
             rows = self._resolved_rows(count)  # raises before anything is written
             carried = None
             if self._math.carry is not None:

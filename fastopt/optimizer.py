@@ -169,10 +169,13 @@ class Optimizer(StepScalars, GradPrepassStep, EngineOptions, StateIO, Hyperparam
                 return None  # a dict of Python floats, stepped in the interpreter
             return self._update(params, grads, None, plan)
         scalars = plan.scalars
-        if scalars.version != self.hyperparameter_version or (
-            self._time_dependent and scalars.count != state.step_view[0]
-        ):
+        if scalars.version != self.hyperparameter_version:
             self._fill_scalars(plan, state.step_view[0])
+        elif self._time_dependent and scalars.count != state.step_view[0]:
+            if scalars.follow is None:
+                self._fill_scalars(plan, state.step_view[0])
+            else:  # the compiled scalars (and schedules) for the next count
+                scalars.follow(state.step_view[0], self)
         state.sequence += 1
         try:
             bad = plan.run()
