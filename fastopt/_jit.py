@@ -666,14 +666,16 @@ class RuleMath:
     @property
     def scheduled_scalars_filler(self) -> numba.core.registry.CPUDispatcher | None:
         """:attr:`scalars_filler` after :func:`fastopt._compiled_schedules.fill_schedules`,
-        in one call: ``(words, layout, hyper, out) -> -1`` or the slot whose
-        value is out of range (then nothing was written).  ``words``: the
-        schedules' programs, a scratch word per schedule, then ``t`` (the
-        count plus one) as the last word;
-        ``layout`` (int64): the number of slots, the slots' rows of
-        ``fill_schedules`` and its targets, flat; ``hyper``'s values are read
-        and written as float64 through its address.  Four arguments, not
-        seven: each array passed costs the call ~25 ns."""
+        in one call: ``(layout, hyper, c_like) -> -1`` or the slot whose
+        value is out of range (then nothing was written).  ``layout``
+        (int64): the number of slots; the address and length of ``words``
+        (float64: the schedules' programs, a scratch word per schedule, then
+        ``t``, the count plus one, as the last word); the address, rows and
+        width of the scalars table (``c_like``, a NumPy scalar, gives its
+        dtype); then the slots' rows of ``fill_schedules`` and its targets,
+        flat.  ``hyper``'s values are read and written as float64 through
+        its address.  Two arrays and a scalar, not seven arrays: each array
+        passed costs the call ~25 ns."""
         return self._fillers[1] if self.scalars_filler is not None else None
 
     def drop_scalars_filler(self) -> None:
@@ -689,12 +691,14 @@ def {name}(hyper, t_cell, out):
 {stores}
 
 
-def {name}_scheduled(words, layout, hyper, out):
+def {name}_scheduled(layout, hyper, c_like):
+    n_slots = layout[0]
+    words = array_at(layout[1], layout[2], np.float64(0.0))
+    out = array_at(layout[3], layout[4] * layout[5], c_like).reshape((layout[4], layout[5]))
     end = words.shape[0] - 1
     t = words[end]
-    n_slots = layout[0]
-    slots = layout[1:1 + 5 * n_slots].reshape((n_slots, 5))
-    targets = layout[1 + 5 * n_slots:]
+    slots = layout[6:6 + 5 * n_slots].reshape((n_slots, 5))
+    targets = layout[6 + 5 * n_slots:]
     hyper_flat = array_at(hyper.ctypes.data, hyper.size * hyper.itemsize // 8, words)
     bad = fill_schedules(words, slots, targets, int(t) - 1, hyper_flat, out.reshape(-1), words[end - n_slots:end])
     if bad < 0:
@@ -722,7 +726,7 @@ def _generate_fillers(math: RuleMath) -> tuple:
     stores = [f"out[r, {first + k}] = s[{k}]" for k in range(len(math.scalar_names))]
     source = _FILLERS.format(name=name, stores="\n".join(" " * 8 + line for line in stores),
                              stores_inside="\n".join(" " * 12 + line for line in stores))
-    namespace = {"scalars": scalars, "fill_schedules": fill_schedules, "array_at": array_at}
+    namespace = {"scalars": scalars, "fill_schedules": fill_schedules, "array_at": array_at, "np": np}
     exec(compile(source, _THIS_FILE, "exec"), namespace)
     fillers = []
     for function_name in (name, name + "_scheduled"):
