@@ -288,10 +288,10 @@ class Plan(_WriteBack):
         ):
             self._own_scalar_buffers(call)
         self.writeback = call.writeback
-        self.keepalive = (call.param_views, call.grad_views, state.root, state.scale_root)
+        self.keepalive = (call.param_views, call.grad_views, state.buffers, state.scale_root)
         n_keys = len(layout.keys)
         itemsize = layout.dtype.itemsize
-        state_itemsize = state.root.dtype.itemsize
+        state_itemsize = state.itemsize
         int8 = state.state_dtype is not None and state.state_dtype == INT8
         rows = split_into_shares(layout.sizes, parts, BLOCK if int8 else 1)
         self.row_key = np.array([key for key, _, _ in rows], np.int64)

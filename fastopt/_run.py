@@ -284,7 +284,7 @@ class NormPrepass:
         _, serial_kernel, parallel_kernel = kernel.norms
         key = (kernel.name + " norms", layout.dtype.str, np.dtype(state_dtype).str, layout.total.bit_length())
         self._run = runner.choose(serial_kernel, parallel_kernel, args, layout.total, key)
-        self.keepalive = state.root
+        self.keepalive = state.buffers
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         """Per key: (sums of p*p, sums of u*u), float64."""
