@@ -238,6 +238,48 @@ def collect(params, grads):
 '''
 
 
+def _scalars_collector(keys, types, views):
+    """``collect`` of a plan of Python floats or NumPy scalars: copy this
+    call's values into the plan's buffers ``views`` (params, grads)."""
+    n = len(keys)
+    p_view, g_view = views
+
+    def collect(params, grads):
+        if type(grads) is not dict or len(grads) != n or len(params) != n:
+            return False
+        get_p, get_g = params.get, grads.get
+        for k, key in enumerate(keys):
+            value_type = types[k]
+            p, g = get_p(key), get_g(key)
+            if type(p) is not value_type or type(g) is not value_type:
+                return False
+            p_view[k] = p
+            g_view[k] = g
+        return True
+
+    return collect
+
+
+def _collector_by_get(keys, ids, flag):
+    """``collect`` by ``get``: a plan of more keys than :func:`_collector`
+    writes out, or params that are not exactly a dict.  (Closures, not bound
+    methods: a plan that refers to itself lives until the garbage collector
+    runs.)"""
+    n = len(keys)
+
+    def collect(params, grads):
+        if type(grads) is not dict or len(grads) != n or len(params) != n:
+            return False
+        get_p, get_g = params.get, grads.get
+        for k, key in enumerate(keys):
+            ids[2 * k] = id(get_p(key))
+            ids[2 * k + 1] = id(get_g(key))
+        flag[0] = 1
+        return True
+
+    return collect
+
+
 def _collector(keys, ids, flag, by_get):
     """``collect`` for a plan of ``keys``: the ids of each key's param and grad
     into ``ids`` (and 1 into ``flag``), the keys written out.
@@ -268,7 +310,7 @@ class Plan(_WriteBack):
         #: validate fully.  Generated per plan (see :func:`_collector`).
         self.collect = _refuse
         self.scalar_types = self.scalar_views = None
-        self.ids = self.id_slots = None
+        self.ids = None
         self.scalars = self.scalars_rows = self.prepass = self.norms = self.run = None
         #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
         self.plain = False
@@ -352,13 +394,13 @@ class Plan(_WriteBack):
     def _own_scalar_buffers(self, call) -> None:
         """A dict of Python floats or NumPy scalars (the book's 2-D example):
         the plan keeps one buffer of params and one of grads, so that a later
-        call only copies the values in (:meth:`bind_scalars`)."""
+        call only copies the values in (its :attr:`collect`)."""
         layout = call.layout
         scalar_params = np.array([call.params[k] for k in layout.keys], layout.dtype)
         scalar_grads = np.array([call.grads[k] for k in layout.keys], layout.dtype)
         self.scalar_types = [type(call.params[k]) for k in layout.keys]
-        self.collect = self.bind_scalars
         self.scalar_views = (memoryview(scalar_params), memoryview(scalar_grads))  # the call's views keep them
+        self.collect = _scalars_collector(layout.keys, self.scalar_types, self.scalar_views)
         itemsize = layout.dtype.itemsize
         base_p, base_g = scalar_params.ctypes.data, scalar_grads.ctypes.data
         call.param_addresses = [base_p + k * itemsize for k in range(len(layout.keys))]
@@ -368,22 +410,6 @@ class Plan(_WriteBack):
         call.writeback = [
             (key, scalar_params[k : k + 1], to_python) for k, (key, _, to_python) in enumerate(call.writeback)
         ]
-
-    def bind_scalars(self, params, grads) -> bool:
-        """Copy this call's scalar values in; False: validate fully."""
-        types = self.scalar_types
-        if types is None or type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
-            return False
-        p_view, g_view = self.scalar_views
-        get_p, get_g = params.get, grads.get
-        for k, key in enumerate(self.keys):
-            value_type = types[k]
-            p, g = get_p(key), get_g(key)
-            if type(p) is not value_type or type(g) is not value_type:
-                return False
-            p_view[k] = p
-            g_view[k] = g
-        return True
 
     def _prepare_binding(self, call, state, row_shift) -> None:
         n = self.n_keys
@@ -407,27 +433,13 @@ class Plan(_WriteBack):
         self.block = np.array(head + [w for part in parts for w in part], np.int64)
         self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
         self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
-        #: Per key: where its param's id goes, where its grad's.
-        self.id_slots = [(key, 2 * k, 2 * k + 1) for k, key in enumerate(self.keys)]
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         self.keepalive = (*self.keepalive, [p for _, p in call.param_arrays])  # their ids must stay theirs
         self.bindable = True
-        self.collect = self._collect_arrays
+        self.collect = _collector_by_get(self.keys, self.ids, self.flag)
         if n <= _KEYS_WRITTEN_OUT:
-            self.collect = _collector(self.keys, self.ids, self.flag, self._collect_arrays)
+            self.collect = _collector(self.keys, self.ids, self.flag, self.collect)
 
-    def _collect_arrays(self, params, grads) -> bool:
-        """:attr:`collect` by ``get``: a plan of more keys than :func:`_collector`
-        writes out, or params that are not exactly a dict."""
-        if type(grads) is not dict or len(grads) != self.n_keys or len(params) != self.n_keys:
-            return False
-        ids = self.ids
-        get_p, get_g = params.get, grads.get
-        for key, p_at, g_at in self.id_slots:
-            ids[p_at] = id(get_p(key))
-            ids[g_at] = id(get_g(key))
-        self.flag[0] = 1
-        return True
 
     def same_copies(self, copies) -> bool:
         """Whether ``copies`` holds the very arrays this plan writes."""

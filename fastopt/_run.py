@@ -45,9 +45,10 @@ class Scalars:
         self.slots = self.schedule_call = None
         #: The table as Python rows for :mod:`fastopt._floats`; None after every write.
         self.python_rows = None
-        #: ``follow(count, owner)`` fills the table for update ``count`` when
-        #: only the count moved since the last fill (:meth:`refill` or
-        #: :meth:`advance`); None: only a full :meth:`fill` can.
+        #: ``follow(self, count, owner)`` fills the table for update ``count``
+        #: when only the count moved since the last fill (:meth:`refill` or
+        #: :meth:`advance`, unbound: a bound method would make the object
+        #: refer to itself); None: only a full :meth:`fill` can.
         self.follow = None
         # Set by _compile and follow_schedules; named here so that every
         # instance adds its attributes in one order (see Plan.__init__).
@@ -94,8 +95,8 @@ class Scalars:
                     j += 1
         self.version, self.count, self.rows_source = version, count, source
         self.python_rows = None
-        self.follow = self.refill if self.slots is not None else (
-            self.advance if self.compiled and not every_step else None)
+        self.follow = Scalars.refill if self.slots is not None else (
+            Scalars.advance if self.compiled and not every_step else None)
 
     def _compile(self, math, rows):
         self.compiled = False
@@ -128,7 +129,7 @@ class Scalars:
         if not self.compiled:
             return
         n = len(self.names)
-        self.follow = self.refill
+        self.follow = Scalars.refill
         self.slots = [
             (hyper, schedule, [r * n + self.names.index(hyper.name) for r in rows],
              [r * self.width + _COUPLED_DECAY for r in rows] if hyper.name == coupled_decay else [])

@@ -40,7 +40,7 @@ class StepScalars:
         scalars = plan.scalars
         if scalars.version != self.hyperparameter_version or (self._time_dependent and scalars.count != count):
             if scalars.version == self.hyperparameter_version and scalars.follow is not None:
-                scalars.follow(count, self)  # only the step count moves (and the schedules)
+                scalars.follow(scalars, count, self)  # only the step count moves (and the schedules)
                 return
             rows = self._resolved_rows(count)  # raises before anything is written
             carried = None

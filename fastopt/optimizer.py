@@ -175,7 +175,7 @@ class Optimizer(StepScalars, GradPrepassStep, EngineOptions, StateIO, Hyperparam
             if scalars.follow is None:
                 self._fill_scalars(plan, state.step_view[0])
             else:  # the compiled scalars (and schedules) for the next count
-                scalars.follow(state.step_view[0], self)
+                scalars.follow(scalars, state.step_view[0], self)
         state.sequence += 1
         try:
             bad = plan.run()

@@ -227,6 +227,26 @@ def test_r1_nothing_of_the_callers_grads_is_kept():
     assert all(r() is None for r in refs)
 
 
+@pytest.mark.parametrize("params", [{"x": 1.0, "y": 2.0}, {"w": np.ones(3)}, {f"k{i}": np.ones(2) for i in range(70)}],
+                         ids=["floats", "one array", "70 arrays"])
+def test_a_dropped_plan_is_freed_without_the_garbage_collector(params):
+    # A plan that refers to itself (a bound method in an attribute) would
+    # keep its arrays until the collector happened to run.
+    opt = fastopt.Adam(lr=fastopt.schedules.constant(1e-3))
+    grads = {k: 1.0 if isinstance(v, float) else np.ones_like(v) for k, v in params.items()}
+    gc.disable()
+    try:
+        for _ in range(3):
+            opt.update(params, grads)
+        plan = opt._plans[id(params)]
+        refs = [weakref.ref(plan), weakref.ref(plan.scalars)]
+        del plan
+        opt._clear_plans()
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()
+
+
 def test_u4_an_empty_params_dict_is_rejected_and_state_dict_round_trips():
     opt = fastopt.Adam()
     with pytest.raises(fastopt.EmptyParamsError):
