@@ -158,9 +158,10 @@ class Scalars:
         """Update ``count`` with the same hyperparameters: each schedule is
         evaluated and checked (raising before anything is written, naming
         ``owner``, the optimizer), then the compiled scalars run."""
-        if self.schedule_call is not None:
+        call = self.schedule_call
+        if call is not None:
             self.schedule_t[0] = count + 1
-            if self.schedule_call() < 0:  # the schedules, then the rule's scalars
+            if call() < 0:  # the schedules, then the rule's scalars
                 self.count = count
                 self.python_rows = None
                 return

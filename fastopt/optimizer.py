@@ -171,11 +171,14 @@ class Optimizer(StepScalars, GradPrepassStep, EngineOptions, StateIO, Hyperparam
         scalars = plan.scalars
         if scalars.version != self.hyperparameter_version:
             self._fill_scalars(plan, state.step_view[0])
-        elif self._time_dependent and scalars.count != state.step_view[0]:
-            if scalars.follow is None:
-                self._fill_scalars(plan, state.step_view[0])
-            else:  # the compiled scalars (and schedules) for the next count
-                scalars.follow(scalars, state.step_view[0], self)
+        elif self._time_dependent:
+            count = state.step_view[0]
+            if scalars.count != count:
+                follow = scalars.follow
+                if follow is None:
+                    self._fill_scalars(plan, count)
+                else:  # the compiled scalars (and schedules) for this count
+                    follow(scalars, count, self)
         state.sequence += 1
         try:
             bad = plan.run()
