@@ -70,7 +70,7 @@ HEADERS_READABLE = _probe_headers()
 # takes one array (each array passed costs a call ~25 ns) and its dtypes as
 # NumPy scalars (~10 ns each).  Its first words give the offsets of its parts.
 (FLAG, N_KEYS, N_OWNED, N_ROWS, IDS, EXPECT, OWNED, DIMS, GRAD_BASE, ROW_KEY, ROW_SHIFT, ARRAY_TYPE,
- TABLE, TABLE_WIDTH, SCALARS, SCALARS_ROWS, SCALARS_WIDTH, STEP) = range(18)
+ TABLE, TABLE_WIDTH, SCALARS, SCALARS_ROW_BYTES, SCALARS_WIDTH, STEP) = range(18)
 _HEAD = 18
 # Words of each key's EXPECT record.
 _P_ID, _P_DATA, _NDIM, _DIM0, _DESCR_ID, _NBYTES = range(6)
@@ -101,10 +101,11 @@ def _same_shape(words, block, expect, dims):
     return True
 
 
-def check_and_bind(block, table):
-    """-1 when every key checks out (and the table's grad column is written)
-    or when the block asks for no check; else the index of the first key
-    that needs full validation.  Writes nothing else."""
+def check_and_bind(block):
+    """-1 when every key checks out (and the grad column of the table the
+    block points at is written) or when the block asks for no check; else
+    the index of the first key that needs full validation.  Writes nothing
+    else."""
     if block[FLAG] == 0:
         return -1
     ids, owned, dims, grad_base = block[IDS], block[OWNED], block[DIMS], block[GRAD_BASE]
@@ -135,9 +136,10 @@ def check_and_bind(block, table):
                 if lo < block[owned + 2 * r + 1] and block[owned + 2 * r] < hi:
                     return key
         block[grad_base + key] = lo
-    row_key, row_shift = block[ROW_KEY], block[ROW_SHIFT]
+    row_key, row_shift, width = block[ROW_KEY], block[ROW_SHIFT], block[TABLE_WIDTH]
+    table = array_at(block[TABLE], block[N_ROWS] * width, block)
     for row in range(block[N_ROWS]):
-        table[row, GRAD] = block[grad_base + block[row_key + row]] + block[row_shift + row]
+        table[row * width + GRAD] = block[grad_base + block[row_key + row]] + block[row_shift + row]
     return -1
 
 
@@ -371,7 +373,7 @@ class Plan(_WriteBack):
             self._prepare_binding(call, state, row_shift)
         self.block[N_ROWS], self.block[TABLE_WIDTH] = table.shape
         self.block[TABLE] = table.ctypes.data
-        args = (self.block, self.table)
+        args = (self.block,)
         try:
             from ._jit import load_or_compile
 
@@ -386,7 +388,7 @@ class Plan(_WriteBack):
         """Let the block give the kernel ``scalars_table`` (float, 2-D) and the
         step counter ``step`` (one int64), which outlive the plan's calls."""
         block = self.block
-        block[SCALARS_ROWS], block[SCALARS_WIDTH] = scalars_table.shape
+        block[SCALARS_ROW_BYTES], block[SCALARS_WIDTH] = scalars_table.strides[0], scalars_table.shape[1]
         block[SCALARS] = scalars_table.ctypes.data
         block[STEP] = step.ctypes.data
         self.keepalive = (*self.keepalive, scalars_table, step)

@@ -272,7 +272,7 @@ def norms_of_vector(p, g, v, count, sc, clip, grad_scale, w, one_minus_w, eps1_s
 def adafactor_kernel(table, scalars, step, p_like, block, keys, units, matrices, param_base, grad_base,
                      row_var, col_var, variance, row_sums, unit_sums, colpart, row_roots, row_inverses, col_roots,
                      col_inverses, key_step, widest):
-    bad = check_and_bind(block, table)
+    bad = check_and_bind(block)
     if bad >= 0:
         return bad
     p_size = p_like.itemsize
