@@ -366,7 +366,6 @@ class Plan(_WriteBack):
                 table[:, -1] = copy_base[self.row_key] + np.array([start * 2 for _, start, _ in rows], np.int64)
         self.keys = layout.keys
         self.n_keys = n_keys
-        self.bindable = False
         self.block = np.zeros(_HEAD, np.int64)  # FLAG 0: nothing to check
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         if HEADERS_READABLE and not call.writeback:
@@ -437,11 +436,9 @@ class Plan(_WriteBack):
         self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         self.keepalive = (*self.keepalive, [p for _, p in call.param_arrays])  # their ids must stay theirs
-        self.bindable = True
         self.collect = _collector_by_get(self.keys, self.ids, self.flag)
         if n <= _KEYS_WRITTEN_OUT:
             self.collect = _collector(self.keys, self.ids, self.flag, self.collect)
-
 
     def same_copies(self, copies) -> bool:
         """Whether ``copies`` holds the very arrays this plan writes."""
