@@ -312,7 +312,6 @@ class Plan(_WriteBack):
         #: validate fully.  Generated per plan (see :func:`_collector`).
         self.collect = _refuse
         self.scalar_types = self.scalar_views = None
-        self.ids = None
         self.scalars = self.scalars_rows = self.prepass = self.norms = self.run = None
         #: Set by the planner: nothing but the kernel call (see ``Optimizer.update``).
         self.plain = False
@@ -433,12 +432,12 @@ class Plan(_WriteBack):
         head += [0] * (_HEAD - len(head))  # the kernel's arrays: see __init__ and point_at
         self.block = np.array(head + [w for part in parts for w in part], np.int64)
         self.grad_base = self.block[offsets[4] : offsets[4] + n]  # the pre-pass reads the addresses here
-        self.ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
+        ids = memoryview(self.block[offsets[0] : offsets[0] + 2 * n])
         self.flag = memoryview(self.block[FLAG : FLAG + 1])
         self.keepalive = (*self.keepalive, [p for _, p in call.param_arrays])  # their ids must stay theirs
-        self.collect = _collector_by_get(self.keys, self.ids, self.flag)
+        self.collect = _collector_by_get(self.keys, ids, self.flag)
         if n <= _KEYS_WRITTEN_OUT:
-            self.collect = _collector(self.keys, self.ids, self.flag, self.collect)
+            self.collect = _collector(self.keys, ids, self.flag, self.collect)
 
     def same_copies(self, copies) -> bool:
         """Whether ``copies`` holds the very arrays this plan writes."""

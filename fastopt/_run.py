@@ -53,7 +53,7 @@ class Scalars:
         # Set by _compile and follow_schedules; named here so that every
         # instance adds its attributes in one order (see Plan.__init__).
         self.names = self.hyper_flat = self.hyper_values = self.t_array = self.t_cell = None
-        self.hyper = self.scheduled_filler = self.schedule_t = self.schedule_words = None
+        self.hyper = self.scheduled_filler = self.schedule_t = None
 
     def fill(self, version, rows, math, clip_value, maximize: bool, count: int, carried=None, source=None,
              every_step: bool = False) -> None:
@@ -144,9 +144,9 @@ class Scalars:
             words += program
             targets += at + decay_at
         words = np.array([*words, *[0.0] * len(table), 0.0])  # scratch per schedule, then t
+        # The filler finds words and the table at these addresses; schedule_t
+        # (a view of words) and self.table keep them alive.
         self.schedule_t = memoryview(words)[len(words) - 1:]
-        # The filler finds words and the table at these addresses: keep them alive.
-        self.schedule_words = words
         layout = np.array([len(table), words.ctypes.data, len(words), self.table.ctypes.data, *self.table.shape,
                            *(w for row in table for w in row), *targets], np.int64)
         try:
