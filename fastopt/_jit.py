@@ -98,6 +98,8 @@ import numpy as np  # noqa: E402
 from numba import types as nbtypes  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
+from llvmlite import ir as llvm_ir  # noqa: E402
+from numba.np.arrayobj import make_array, populate_array  # noqa: E402
 
 
 def _file_digest(path: str) -> str:
@@ -191,24 +193,55 @@ def array_at(address, size, like):
 
 
 @intrinsic
-def _void_pointer(typingctx, address):
-    if not isinstance(address, nbtypes.Integer):
+def _view_at(typingctx, address, size, like):
+    # What numba.carray does, without its overloads: their compiles cost a
+    # first compile with an empty cache more than the view costs a call.
+    if not isinstance(address, nbtypes.Integer) or not isinstance(size, nbtypes.Integer):
         return None
+    dtype = like.dtype if isinstance(like, nbtypes.Array) else like
+    view = nbtypes.Array(dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
+        out = make_array(view)(context, builder)
+        itemsize = cgutils.intp_t(context.get_abi_sizeof(context.get_data_type(dtype)))
+        populate_array(
+            out,
+            data=builder.inttoptr(args[0], context.get_data_type(dtype).as_pointer()),
+            shape=[context.cast(builder, args[1], signature.args[1], nbtypes.intp)],
+            strides=[itemsize],
+            itemsize=itemsize,
+            meminfo=None,  # not memory-managed: the caller keeps the memory alive
+        )
+        return out._getvalue()
 
-    return nbtypes.voidptr(address), codegen
+    return view(address, size, like), codegen
 
 
 @overload(array_at)
 def _array_at(address, size, like):
-    dtype = like.dtype if isinstance(like, nbtypes.Array) else like
+    return lambda address, size, like: _view_at(address, size, like)
 
-    def impl(address, size, like):
-        return numba.carray(_void_pointer(address), size, dtype)
 
-    return impl
+def word_at(address):
+    """The int64 at ``address`` (no ownership: the caller keeps the memory
+    alive).  Python for the interpreter; one load in compiled code."""
+    return ctypes.c_int64.from_address(int(address)).value
+
+
+@intrinsic
+def _load_word(typingctx, address):
+    if not isinstance(address, nbtypes.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load(builder.inttoptr(args[0], llvm_ir.IntType(64).as_pointer()))
+
+    return nbtypes.int64(address), codegen
+
+
+@overload(word_at)
+def _word_at(address):
+    return lambda address: _load_word(address)
 
 
 def as_compute(x, like):

@@ -26,16 +26,15 @@ import functools
 import numba
 import numpy as np
 
-from ._jit import FIRST_STATE, GRAD, GROUP, LENGTH, PARAM, array_at, helper
+from ._jit import FIRST_STATE, GRAD, GROUP, LENGTH, PARAM, array_at, helper, word_at
 from ._lowp import BLOCK
 from ._state import ABSMAX, INT8
 
 _C_CONTIGUOUS, _WRITEABLE = 0x0001, 0x0400
-# Words of PyArrayObject (64-bit): refcount, type, data, nd, dimensions,
-# strides, base, descr, flags.  The first two begin every Python object.
-_TYPE, _DATA, _ND, _DIMS, _DESCR, _FLAGS = 1, 2, 3, 4, 7, 8
-_HEADER_WORDS = 9
-_WORD = np.zeros(0, np.int64)
+# Byte offsets of the words of PyArrayObject (64-bit) that the check reads,
+# of refcount, type, data, nd, dimensions, strides, base, descr, flags.  The
+# first two words begin every Python object.
+_TYPE, _DATA, _ND, _DIMS, _DESCR, _FLAGS = 8, 16, 24, 32, 56, 64
 _LOW32 = 0xFFFFFFFF
 
 
@@ -47,15 +46,15 @@ def _probe_headers() -> bool:
     samples = [base, base[1:3], base[:, ::2], np.zeros((), np.float32), np.zeros(0), base.T]
     samples[1].flags.writeable = False
     for a in samples:
-        words = (ctypes.c_int64 * _HEADER_WORDS).from_address(id(a))
-        flags = words[_FLAGS] & _LOW32
-        dims = (ctypes.c_int64 * a.ndim).from_address(words[_DIMS] & (2**64 - 1)) if a.ndim else ()
+        at = id(a)
+        flags = word_at(at + _FLAGS) & _LOW32
+        dims = tuple(word_at(word_at(at + _DIMS) + 8 * d) for d in range(a.ndim))
         if (
-            words[_TYPE] != id(np.ndarray)
-            or words[_DATA] != a.__array_interface__["data"][0]
-            or words[_ND] & _LOW32 != a.ndim
-            or tuple(dims) != a.shape
-            or words[_DESCR] != id(a.dtype)
+            word_at(at + _TYPE) != id(np.ndarray)
+            or word_at(at + _DATA) != a.__array_interface__["data"][0]
+            or word_at(at + _ND) & _LOW32 != a.ndim
+            or dims != a.shape
+            or word_at(at + _DESCR) != id(a.dtype)
             or bool(flags & _C_CONTIGUOUS) != a.flags.c_contiguous
             or bool(flags & _WRITEABLE) != a.flags.writeable
         ):
@@ -77,59 +76,42 @@ _P_ID, _P_DATA, _NDIM, _DIM0, _DESCR_ID, _NBYTES = range(6)
 _EXPECT_WORDS = 6
 
 
-@helper
-def _header(address):
-    return array_at(address, _HEADER_WORDS, _WORD)
-
-
-@helper
-def _type_of(address):
-    return array_at(address, _TYPE + 1, _WORD)[_TYPE]
-
-
-@helper
-def _same_shape(words, block, expect, dims):
-    nd = words[_ND] & _LOW32
-    if nd != block[expect + _NDIM]:
-        return False
-    if nd:
-        got = array_at(words[_DIMS], nd, _WORD)
-        start = dims + block[expect + _DIM0]
-        for d in range(nd):
-            if got[d] != block[start + d]:
-                return False
-    return True
-
-
 def check_and_bind(block):
     """-1 when every key checks out (and the grad column of the table the
     block points at is written) or when the block asks for no check; else
     the index of the first key that needs full validation.  Writes nothing
-    else."""
+    else.
+
+    It reads single header words (:func:`word_at`), in one function: views
+    of the headers or helper functions cost its first compile more than
+    all its checks cost a call."""
     if block[FLAG] == 0:
         return -1
     ids, owned, dims, grad_base = block[IDS], block[OWNED], block[DIMS], block[GRAD_BASE]
     for key in range(block[N_KEYS]):
         expect = block[EXPECT] + _EXPECT_WORDS * key
-        if block[ids + 2 * key] != block[expect + _P_ID]:
-            return key
-        p = _header(block[ids + 2 * key])
-        flags = p[_FLAGS] & _LOW32
+        p, g = block[ids + 2 * key], block[ids + 2 * key + 1]
+        descr = block[expect + _DESCR_ID]
         if (
-            p[_DATA] != block[expect + _P_DATA]
-            or p[_DESCR] != block[expect + _DESCR_ID]
-            or flags & (_C_CONTIGUOUS | _WRITEABLE) != (_C_CONTIGUOUS | _WRITEABLE)
-            or not _same_shape(p, block, expect, dims)
+            p != block[expect + _P_ID]
+            or word_at(p + _DATA) != block[expect + _P_DATA]
+            or word_at(p + _DESCR) != descr
+            or word_at(p + _FLAGS) & (_C_CONTIGUOUS | _WRITEABLE) != (_C_CONTIGUOUS | _WRITEABLE)
         ):
             return key
-        if _type_of(block[ids + 2 * key + 1]) != block[ARRAY_TYPE]:  # exactly an ndarray
+        if word_at(g + _TYPE) != block[ARRAY_TYPE]:  # exactly an ndarray: read before anything else of g
             return key
-        g = _header(block[ids + 2 * key + 1])
-        if g[_DESCR] != block[expect + _DESCR_ID] or not (g[_FLAGS] & _C_CONTIGUOUS):
+        if word_at(g + _DESCR) != descr or not (word_at(g + _FLAGS) & _C_CONTIGUOUS):
             return key
-        if not _same_shape(g, block, expect, dims):
-            return key
-        lo = g[_DATA]
+        nd, shape = block[expect + _NDIM], dims + block[expect + _DIM0]
+        for array in (p, g):
+            if word_at(array + _ND) & _LOW32 != nd:
+                return key
+            array_dims = word_at(array + _DIMS)
+            for d in range(nd):
+                if word_at(array_dims + 8 * d) != block[shape + d]:
+                    return key
+        lo = word_at(g + _DATA)
         hi = lo + block[expect + _NBYTES]
         if hi > lo:
             for r in range(block[N_OWNED]):
