@@ -99,7 +99,6 @@ from numba import types as nbtypes  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
 from llvmlite import ir as llvm_ir  # noqa: E402
-from numba.np.arrayobj import make_array, populate_array  # noqa: E402
 
 
 def _file_digest(path: str) -> str:
@@ -202,6 +201,8 @@ def _view_at(typingctx, address, size, like):
     view = nbtypes.Array(dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array  # loaded when first compiling, not at import
+
         out = make_array(view)(context, builder)
         itemsize = cgutils.intp_t(context.get_abi_sizeof(context.get_data_type(dtype)))
         populate_array(

@@ -115,6 +115,15 @@ class _ColumnWriter:
 
 
 def _thread_count() -> int:
+    """Numba's thread count, without starting its threads when nothing has
+    yet: until ``numba.set_num_threads`` or a parallel region starts them,
+    the count is ``NUMBA_NUM_THREADS``.  Starting them costs ~20 ms, which
+    a first update that runs serially (every kernel's first calls do, see
+    ``FasterOf``) need not pay, and after a fork the child of a parent that
+    started GNU OpenMP threads runs serially only (``_ParallelPolicy``)."""
     import numba
+    from numba.np.ufunc import parallel
 
+    if not getattr(parallel, "_is_initialized", True):
+        return numba.config.NUMBA_NUM_THREADS
     return numba.get_num_threads()

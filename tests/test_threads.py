@@ -97,6 +97,31 @@ def test_fork_after_parallel_updates_then_update_in_the_child():
     assert "fork ok" in out
 
 
+def test_serial_first_updates_start_no_threads_and_a_fork_child_keeps_parallel_kernels():
+    # Starting Numba's threads costs a first update ~20 ms, and a child
+    # forked after GNU OpenMP threads started may only run serially.
+    out = run_script(
+        """
+        from numba.np.ufunc import parallel
+        from fastopt._jit import PARALLEL
+        p = {"w": np.ones(1_000_000)}
+        opt = fastopt.Adam()  # parallel chosen by timing: its first calls run serially
+        opt.update(p, {"w": np.full(1_000_000, 1e-3)})
+        assert not parallel._is_initialized, "the threads started"
+        pid = os.fork()
+        if pid == 0:
+            ok = PARALLEL.usable and run(BY_NAME["Adam"], steps=3, seed=1)
+            ok = ok and numba.threading_layer() is not None  # a parallel region ran in the child
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert run(BY_NAME["Adam"], steps=3, seed=2) and parallel._is_initialized
+        print("lazy ok")
+        """
+    )
+    assert "lazy ok" in out
+
+
 def test_multiprocessing_fork_pool_after_parallel_updates():
     out = run_script(
         """
