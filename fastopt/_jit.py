@@ -831,15 +831,13 @@ def _generate(math: RuleMath, copy_to: str | None = None, norms=None, storage: n
             if int8:
                 lines.append(f"{indent}absmax_{n} = array_at(table[at + {FIRST_STATE + n_state + j}], "
                              f"(n + BLOCK - 1) // BLOCK, absmax_like)")
-        if int8:
-            lines.append(f"{indent}buckets_of = np.empty(BLOCK, np.uint32)")
         load_state = "\n".join(lines)
         if int8:  # a block's codes need its absmax: decode, update, encode the tile in turn
             codec = {n: "unsigned" if n in unsigned else "signed" for n in math.state_names}
             decode = "\n".join(f"{indent}    decode_{codec[n]}(stored_{n}[start:start + tile], absmax_{n}, "
                                f"start // BLOCK, tile, {n})" for n in math.state_names)
             encode = "\n".join(f"{indent}    encode_{codec[n]}(stored_{n}[start:start + tile], absmax_{n}, "
-                               f"start // BLOCK, tile, {n}, buckets_of)" for n in math.state_names)
+                               f"start // BLOCK, tile, {n})" for n in math.state_names)
         else:  # bfloat16 converts each element inside the update's loop: one loop per tile
             decode = "\n".join(f"{indent}    tile_{n} = stored_{n}[start:start + tile]" for n in math.state_names)
             encode = ""

@@ -45,11 +45,11 @@ The code maps are bitsandbytes' ``create_dynamic_map`` (7 decades of
 computes them in float64 and rounds them to float32.
 
 The nearest code is found without a search: the upper 16 bits of ``x``
-(sign, exponent and 7 mantissa bits - its bfloat16 truncation) index a table
-of 2 x 3073 entries that gives, for each such bucket of values, the code
-just below the bucket's only midpoint, and one comparison with that midpoint
-decides (every bucket holds at most one midpoint: checked when the table is
-built).  The reference finds the same code by a binary search over the
+(sign, exponent and 7 mantissa bits - its bfloat16 truncation) index two
+tables of 2 x 3073 entries that give, for each such bucket of values, the
+code just below the bucket's only midpoint and that midpoint, and one
+comparison with it decides (every bucket holds at most one midpoint: checked
+when the table is built).  The reference finds the same code by a binary search over the
 midpoints (``np.searchsorted``).
 """
 
@@ -210,14 +210,19 @@ def _bucket(x):
 
 
 def _tile_codecs(signed: bool):
-    """``decode(stored, absmax, block, n, tile)`` and ``encode(..., tile,
-    buckets_of)`` for one map: ``stored`` is the tile's slice of codes,
-    ``absmax[block]`` its scale, ``buckets_of`` uint32 scratch of the tile's size.
-    (Indexing a slice by the loop's own counter, never ``start + j``, lets
-    Numba drop its negative-index wraparound, so that LLVM vectorises.)"""
+    """``decode(stored, absmax, block, n, tile)`` and ``encode(...)`` (the
+    same arguments) for one map: ``stored`` is the tile's slice of codes,
+    ``absmax[block]`` its scale.  (Indexing a slice by the loop's own
+    counter, never ``start + j``, lets Numba drop its negative-index
+    wraparound, so that LLVM vectorises.)"""
     codes_map = SIGNED_CODES if signed else UNSIGNED_CODES
     midpoints = SIGNED_MIDPOINTS if signed else _UNSIGNED_KERNEL_MIDPOINTS
     buckets = _SIGNED_BUCKETS if signed else _UNSIGNED_BUCKETS
+    # Both indexed by the bucket, in 32-bit words: the lookups are then two
+    # independent gathers that LLVM vectorises (x86 gathers no bytes, and a
+    # midpoint looked up by the code below waits for the first lookup).
+    below_of = buckets.astype(np.uint32)
+    midpoint_of = midpoints[buckets]
     zero = SIGNED_ZERO if signed else UNSIGNED_ZERO
 
     def decode(stored, absmax, block, n, tile):
@@ -225,7 +230,7 @@ def _tile_codecs(signed: bool):
         for j in range(n):
             tile[j] = codes_map[stored[j]] * scale
 
-    def encode(stored, absmax, block, n, tile, buckets_of):
+    def encode(stored, absmax, block, n, tile):
         top = np.uint32(0)
         for j in range(n):
             top = max(top, float32_bits(np.float32(tile[j])) & np.uint32(0x7FFFFFFF))
@@ -236,18 +241,10 @@ def _tile_codecs(signed: bool):
             return
         scale = bits_float32(top)
         absmax[block] = scale
-        # The divisions and the buckets in one loop, the table lookups in
-        # another: LLVM vectorises the first only without the lookups (it
-        # does not gather on this class of x86), and the second is then a
-        # few scalar operations per element.
         for j in range(n):
             x = np.float32(tile[j]) / scale
-            tile[j] = x
-            buckets_of[j] = _bucket(x)
-        for j in range(n):
-            x = np.float32(tile[j])
-            below = np.uint32(buckets[buckets_of[j]])
-            stored[j] = below + np.uint32(x > midpoints[below])
+            b = _bucket(x)
+            stored[j] = below_of[b] + np.uint32(x > midpoint_of[b])
 
     # Each closure gets a name of its own.  Numba names a compiled function
     # after its module, qualified name and a per-process counter; the signed

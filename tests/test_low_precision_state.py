@@ -137,14 +137,13 @@ def _kernel_quantize(values, signed):
     n = values.size
     codes = np.empty(n, np.uint8)
     absmax = np.empty((n + 255) // 256, np.float32)
-    buckets_of = np.empty(256, np.uint32)
     for start in range(0, n, 256):
         tile = min(256, n - start)
         scratch = values[start:start + tile].copy()
         if signed:
-            _lowp.encode_signed(codes[start:start + tile], absmax, start // 256, tile, scratch, buckets_of)
+            _lowp.encode_signed(codes[start:start + tile], absmax, start // 256, tile, scratch)
         else:
-            _lowp.encode_unsigned(codes[start:start + tile], absmax, start // 256, tile, scratch, buckets_of)
+            _lowp.encode_unsigned(codes[start:start + tile], absmax, start // 256, tile, scratch)
     return codes, absmax
 
 
