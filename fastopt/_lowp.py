@@ -49,8 +49,8 @@ The nearest code is found without a search: the upper 16 bits of ``x``
 tables of 2 x 3073 entries that give, for each such bucket of values, the
 code just below the bucket's only midpoint and that midpoint, and one
 comparison with it decides (every bucket holds at most one midpoint: checked
-when the table is built).  The reference finds the same code by a binary search over the
-midpoints (``np.searchsorted``).
+when the table is built).  The reference finds the same code by a binary
+search over the midpoints (``np.searchsorted``).
 """
 
 from __future__ import annotations
